@@ -1,0 +1,1 @@
+"""Generation engines behind a small interface (`app.engine.base.Engine`)."""

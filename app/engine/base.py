@@ -1,0 +1,103 @@
+"""The engine interface the routes use: prompt tokens + generation params in, text out.
+
+Small on purpose, so that a batching engine can replace the serial one without
+touching routes or conversion. Events are plain values; the consumer decides how to
+frame them (one JSON body or SSE chunks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from conversion.messages import TemplateMessage
+from conversion.requests import GenerationParams
+
+__all__ = (
+    "ChatPrompt",
+    "Engine",
+    "EngineState",
+    "Finished",
+    "Generation",
+    "GenerationEvent",
+    "TextDelta",
+)
+
+EngineState = Literal["loading", "ready", "failed", "closed"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatPrompt:
+    """A rendered, tokenized chat prompt."""
+
+    tokens: list[int]
+    stop: tuple[str, ...]
+    """Stop strings the chat format itself asks for (besides end-of-generation tokens)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """Final text (whole characters, no stop-string text) generated since the last event."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The last event of a generation that ended normally."""
+
+    finish_reason: Literal["stop", "length"]
+    prompt_tokens: int
+    completion_tokens: int
+    """Tokens sampled, end-of-generation token excluded."""
+
+
+GenerationEvent = TextDelta | Finished
+
+
+class Generation(Protocol):
+    """One submitted request. Iterate its events; `cancel()` stops it within a token.
+
+    Iteration raises the engine's error if generation fails. Leaving the iteration early
+    (break, exception, task cancellation) cancels the generation too.
+    """
+
+    def events(self) -> AsyncIterator[GenerationEvent]: ...
+
+    def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class Engine(Protocol):
+    model_id: str
+    """The id clients see in responses and in /v1/models."""
+    created: int
+    """Unix time the model file was made, for /v1/models."""
+
+    @property
+    def state(self) -> EngineState: ...
+
+    @property
+    def context_length(self) -> int:
+        """Tokens of context per request (prompt + completion); valid once ready."""
+        ...
+
+    def tokenize_chat(self, messages: list[TemplateMessage]) -> ChatPrompt:
+        """Render messages with the model's chat template and tokenize them once.
+
+        Blocking (call it in a worker thread); safe to run while a generation is going on.
+        """
+        ...
+
+    def submit(self, prompt: list[int], params: GenerationParams) -> Generation:
+        """Queue a generation (FIFO); raise `ServerBusyError` when the queue is full."""
+        ...
+
+    def start(self) -> None:
+        """Begin loading the model in the background (state goes loading -> ready)."""
+        ...
+
+    def close(self) -> None:
+        """Stop generating, fail waiting requests, free the model."""
+        ...

@@ -1,0 +1,318 @@
+"""Serial engine: one llama-cpp-python model, one generation at a time, FIFO queue.
+
+A single worker thread owns the `Llama` object: it loads the model, then takes
+requests from a bounded queue in arrival order and generates each to completion, so
+no request ever cuts another off (unlike llama-cpp-python's server). The event loop
+never waits on llama.cpp: routes that do not generate (/health, /v1/models) stay
+instant, and tokens reach the loop through `call_soon_threadsafe`.
+
+Cancellation is a flag the worker checks after every token, so a disconnected client
+costs at most one more token; a request still waiting is removed from the queue at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ctypes
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import llama_cpp
+from llama_cpp import Llama
+
+from app.engine.base import ChatPrompt, EngineState, Finished, GenerationEvent, TextDelta
+from app.engine.template import ChatTemplate
+from config.model_source import ModelChoice, served_model_id
+from config.settings import ModelSettings
+from conversion.errors import (
+    InternalError,
+    ModelNotReadyError,
+    OpenAIError,
+    ServerBusyError,
+)
+from conversion.messages import TemplateMessage
+from conversion.requests import GenerationParams
+from conversion.text import TextAssembler
+
+__all__ = ("JobRecord", "LlamaEngine", "default_threads")
+
+logger = logging.getLogger("llm_service.engine")
+
+
+def default_threads() -> int:
+    """All cores on small machines; half of them (≈ physical cores) on bigger ones."""
+    cores = os.cpu_count() or 1
+    return cores if cores <= 4 else cores // 2
+
+
+def _llama_seed(seed: int | None) -> int:
+    """OpenAI seeds are any integer; llama.cpp takes uint32 where 0xFFFFFFFF means random."""
+    if seed is None:
+        return random.randrange(0xFFFFFFFF)
+    return min(seed & 0xFFFFFFFF, 0xFFFFFFFE)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """What happened to a finished request; kept for tests and diagnostics."""
+
+    outcome: str
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_after_cancel: int | None
+
+
+@dataclass(eq=False)
+class _Job:
+    prompt: list[int]
+    params: GenerationParams
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue[GenerationEvent | BaseException] = field(default_factory=asyncio.Queue)
+    cancelled: bool = False
+    completion_tokens: int = 0
+    tokens_at_cancel: int | None = None
+
+    def put(self, item: GenerationEvent | BaseException) -> None:
+        """Hand an event to the request's event loop (called from the worker thread)."""
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self.cancelled = True
+
+
+class _Generation:
+    def __init__(self, engine: LlamaEngine, job: _Job) -> None:
+        self._engine = engine
+        self._job = job
+
+    def cancel(self) -> None:
+        self._engine._cancel(self._job)
+
+    async def events(self) -> AsyncIterator[GenerationEvent]:
+        finished = False
+        try:
+            while True:
+                item = await self._job.events.get()
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                if isinstance(item, Finished):
+                    finished = True
+                yield item
+                if finished:
+                    return
+        finally:
+            if not finished:
+                self.cancel()
+
+
+class LlamaEngine:
+    """See the module docstring. Create, then `start()`; `close()` when done."""
+
+    def __init__(self, choice: ModelChoice, settings: ModelSettings, *, queue_size: int) -> None:
+        self.model_id = served_model_id(settings, choice.path)
+        self.created = int(choice.path.stat().st_mtime)
+        self._choice = choice
+        self._settings = settings
+        self._queue_size = queue_size
+        self._state: EngineState = "loading"
+        self._cond = threading.Condition()
+        self._waiting: collections.deque[_Job] = collections.deque()
+        self._running: _Job | None = None
+        self._thread = threading.Thread(target=self._work, name="llm-engine", daemon=True)
+        self._llama: Llama | None = None
+        self._template: ChatTemplate | None = None
+        self._pieces: dict[int, bytes] = {}
+        self.records: collections.deque[JobRecord] = collections.deque(maxlen=64)
+
+    # --- public interface (event-loop side) ------------------------------------------
+
+    @property
+    def state(self) -> EngineState:
+        return self._state
+
+    @property
+    def context_length(self) -> int:
+        return self._llama.n_ctx() if self._llama is not None else 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def tokenize_chat(self, messages: list[TemplateMessage]) -> ChatPrompt:
+        llama, template = self._llama, self._template
+        if llama is None or template is None:
+            raise ModelNotReadyError("The model is still loading; try again shortly.")
+        prompt, has_special, stop = template.render(messages)
+        tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=not has_special, special=True)
+        return ChatPrompt(tokens, stop)
+
+    def submit(self, prompt: list[int], params: GenerationParams) -> _Generation:
+        job = _Job(prompt, params, asyncio.get_running_loop())
+        with self._cond:
+            if self._state != "ready":
+                raise ModelNotReadyError(f"The model is not ready (state: {self._state}).")
+            busy = self._running is not None or self._waiting
+            if busy and len(self._waiting) >= self._queue_size:
+                raise ServerBusyError(
+                    f"The server is busy: {len(self._waiting)} requests are already waiting "
+                    "for the model. Retry shortly."
+                )
+            self._waiting.append(job)
+            self._cond.notify()
+        return _Generation(self, job)
+
+    def queue_depth(self) -> int:
+        return len(self._waiting)
+
+    def close(self) -> None:
+        with self._cond:
+            self._state = "closed"
+            waiting, self._waiting = list(self._waiting), collections.deque()
+            if self._running is not None:
+                self._running.cancelled = True
+            self._cond.notify_all()
+        for job in waiting:
+            job.put(ModelNotReadyError("The server is shutting down."))
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=30)
+
+    def _cancel(self, job: _Job) -> None:
+        with self._cond:
+            if job.cancelled:
+                return
+            job.cancelled = True
+            job.tokens_at_cancel = job.completion_tokens
+            if job in self._waiting:
+                self._waiting.remove(job)
+                self.records.append(JobRecord("cancelled", len(job.prompt), 0, 0))
+
+    # --- worker thread ----------------------------------------------------------------
+
+    def _load(self) -> None:
+        settings = self._settings
+        threads = settings.n_threads or default_threads()
+        started = time.perf_counter()
+        llama = Llama(
+            model_path=str(self._choice.path),
+            n_ctx=settings.n_ctx,
+            n_batch=settings.n_batch,
+            n_threads=threads,
+            n_threads_batch=settings.n_threads_batch or threads,
+            n_gpu_layers=settings.n_gpu_layers,
+            verbose=False,
+        )
+        self._template = ChatTemplate(llama, settings)
+        self._llama = llama
+        logger.info(
+            "Model %r ready in %.2fs: context %d tokens, %d threads, chat template: %s",
+            self.model_id,
+            time.perf_counter() - started,
+            llama.n_ctx(),
+            threads,
+            self._template.description,
+        )
+
+    def _work(self) -> None:
+        try:
+            self._load()
+        except Exception:
+            logger.exception("Loading the model from %s failed", self._choice.path)
+            self._state = "failed"
+            return
+        with self._cond:
+            if self._state == "loading":
+                self._state = "ready"
+        while True:
+            with self._cond:
+                while not self._waiting and self._state == "ready":
+                    self._cond.wait()
+                if self._state != "ready":
+                    break
+                job = self._running = self._waiting.popleft()
+            try:
+                self._generate(job)
+            finally:
+                with self._cond:
+                    self._running = None
+        if self._llama is not None:
+            self._llama.close()
+
+    def _piece(self, token: int) -> bytes:
+        """The bytes of one token (may be part of a UTF-8 character); cached per token."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            assert self._llama is not None
+            vocab = self._llama._model.vocab
+            size = 64
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(vocab, token, buf, size, 0, False)
+            if n < 0:
+                size = -n
+                buf = ctypes.create_string_buffer(size)
+                n = llama_cpp.llama_token_to_piece(vocab, token, buf, size, 0, False)
+            piece = self._pieces[token] = buf.raw[:n]
+        return piece
+
+    def _generate(self, job: _Job) -> None:
+        llama = self._llama
+        assert llama is not None
+        if job.cancelled:
+            return
+        params = job.params
+        limit = llama.n_ctx() - len(job.prompt)
+        if params.max_tokens is not None:
+            limit = min(limit, params.max_tokens)
+        llama.set_seed(_llama_seed(params.sampling.seed))
+        assembler = TextAssembler(params.stop)
+        vocab = llama._model.vocab
+        finish: str = "length"
+        tokens = llama.generate(
+            job.prompt,
+            temp=params.sampling.temperature,
+            top_p=params.sampling.top_p,
+            top_k=0,
+            min_p=0.0,
+            typical_p=1.0,
+            repeat_penalty=1.0,
+        )
+        try:
+            for token in tokens:
+                if job.cancelled:
+                    break
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    finish = "stop"
+                    break
+                job.completion_tokens += 1
+                text = assembler.feed(self._piece(token))
+                if text:
+                    job.put(TextDelta(text))
+                if assembler.stopped:
+                    finish = "stop"
+                    break
+                if job.completion_tokens >= limit:
+                    break
+        except Exception as exc:
+            logger.exception("Generation failed")
+            llama.reset()  # type: ignore[no-untyped-call]
+            job.put(exc if isinstance(exc, OpenAIError) else InternalError("Generation failed."))
+            self.records.append(JobRecord("failed", len(job.prompt), job.completion_tokens, None))
+            return
+        finally:
+            tokens.close()
+        if job.cancelled:
+            after = job.completion_tokens - (job.tokens_at_cancel or 0)
+            self.records.append(
+                JobRecord("cancelled", len(job.prompt), job.completion_tokens, after)
+            )
+            return
+        tail = assembler.finish()
+        if tail:
+            job.put(TextDelta(tail))
+        job.put(Finished(finish, len(job.prompt), job.completion_tokens))  # type: ignore[arg-type]
+        self.records.append(JobRecord(finish, len(job.prompt), job.completion_tokens, None))

@@ -1,0 +1,91 @@
+"""The model's chat template, rendered by llama-cpp-python's Jinja formatter.
+
+By default the template stored in the GGUF file (`tokenizer.chat_template`); config may
+name a Jinja file or one of llama-cpp-python's built-in formats instead. Template
+errors (e.g. a template's `raise_exception("roles must alternate")`) are the client's
+message order, so they become a 400 on `messages`, not a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from llama_cpp import Llama, llama_chat_format
+
+from config.loader import SettingsError
+from config.settings import ModelSettings
+from conversion.errors import InvalidRequestError
+from conversion.messages import TemplateMessage
+
+__all__ = ("ChatTemplate", "builtin_formats")
+
+Formatter = Callable[..., llama_chat_format.ChatFormatterResponse]
+
+
+def builtin_formats() -> list[str]:
+    """Names accepted by `model.chat_format` (llama-cpp-python's `format_*` functions)."""
+    return sorted(
+        name.removeprefix("format_").replace("_", "-")
+        for name in dir(llama_chat_format)
+        if name.startswith("format_")
+    )
+
+
+class ChatTemplate:
+    """Turns template messages into (prompt text, whether it already has BOS, stops)."""
+
+    def __init__(self, llama: Llama, settings: ModelSettings) -> None:
+        self.description = ""
+        self._formatter: Formatter = self._choose(llama, settings)
+
+    def _choose(self, llama: Llama, settings: ModelSettings) -> Formatter:
+        if settings.chat_template_file is not None:
+            path = Path(settings.chat_template_file)
+            try:
+                source = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise SettingsError(f"Invalid setting model.chat_template_file: {exc}") from exc
+            self.description = f"Jinja template from {path}"
+            return self._jinja(llama, source)
+        if settings.chat_format is not None:
+            name = "format_" + settings.chat_format.replace("-", "_")
+            formatter = getattr(llama_chat_format, name, None)
+            if formatter is None:
+                raise SettingsError(
+                    f"Invalid setting model.chat_format: unknown format "
+                    f"{settings.chat_format!r}; known: {', '.join(builtin_formats())}"
+                )
+            self.description = f"built-in chat format {settings.chat_format!r}"
+            return formatter  # type: ignore[no-any-return]
+        embedded = llama.metadata.get("tokenizer.chat_template")
+        if embedded is None:
+            raise SettingsError(
+                "The model file has no chat template (tokenizer.chat_template); set "
+                "model.chat_format or model.chat_template_file"
+            )
+        self.description = "the model's own chat template (GGUF metadata)"
+        return self._jinja(llama, embedded)
+
+    @staticmethod
+    def _jinja(llama: Llama, source: str) -> Formatter:
+        model = llama._model
+        eos, bos = llama.token_eos(), llama.token_bos()
+        return llama_chat_format.Jinja2ChatFormatter(
+            template=source,
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            bos_token=model.token_get_text(bos) if bos != -1 else "",
+        )
+
+    def render(self, messages: list[TemplateMessage]) -> tuple[str, bool, tuple[str, ...]]:
+        try:
+            result = self._formatter(messages=messages)
+        except (jinja2.TemplateError, ValueError, TypeError, KeyError) as exc:
+            raise InvalidRequestError(
+                f"The chat template cannot render these messages: {exc}", param="messages"
+            ) from exc
+        stop: Any = result.stop
+        stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        return result.prompt, result.added_special, stops

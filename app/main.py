@@ -1,0 +1,68 @@
+"""`create_app(settings)`: the one place where the application is wired together.
+
+The app is a value: no module globals, no cached settings. `litestar run` (and the
+autodiscovery it does) calls `create_app()` with no arguments, which loads settings
+from the environment and the optional TOML file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.logging import LoggingConfig
+from litestar.openapi import OpenAPIConfig
+
+from app.engine.base import Engine
+from app.engine.llama_engine import LlamaEngine
+from app.errors import EXCEPTION_HANDLERS
+from app.routes import V1_ROUTES, health
+from config.loader import load_settings
+from config.model_source import resolve_model
+from config.settings import Settings
+
+__all__ = ("create_app",)
+
+logger = logging.getLogger("llm_service")
+
+
+def _default_engine(settings: Settings) -> LlamaEngine:
+    choice = resolve_model(settings.model)
+    log = logger.warning if choice.origin == "embedded" else logger.info
+    log("Serving %s (%s)", choice.path.name, choice.reason)
+    return LlamaEngine(choice, settings.model, queue_size=settings.server.queue_size)
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> Litestar:
+    """Build the app. The model loads in the background once the server starts:
+    /health answers 503 until it is ready, and the engine is closed on shutdown."""
+    settings = settings if settings is not None else load_settings()
+    logging_config = LoggingConfig(
+        root={"level": settings.server.log_level.upper(), "handlers": ["queue_listener"]},
+        log_exceptions="never",  # app.errors logs what deserves it, once
+    )
+    logging_config.configure()()
+    the_engine = engine if engine is not None else _default_engine(settings)
+
+    @asynccontextmanager
+    async def engine_lifespan(_: Litestar) -> AsyncIterator[None]:
+        the_engine.start()
+        try:
+            yield
+        finally:
+            the_engine.close()
+
+    return Litestar(
+        route_handlers=[Router("/v1", route_handlers=list(V1_ROUTES)), health],
+        dependencies={
+            "engine": Provide(lambda: the_engine, sync_to_thread=False),
+            "settings": Provide(lambda: settings, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[engine_lifespan],
+        logging_config=logging_config,
+        openapi_config=OpenAPIConfig(title="LLM Service", version="0.1.0", path="/docs"),
+    )

@@ -1,0 +1,102 @@
+"""Chat completions: validate, render and tokenize, queue, then answer as JSON or SSE.
+
+Everything that can fail because of the request (bad fields, template errors, context
+length, a full queue) fails *before* the response starts, so it gets a real 4xx/503
+status. Once a stream has started, failures go in-band (`app.sse.error_event`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from litestar import Request
+
+from app.disconnect import unless_disconnected
+from app.engine.base import Engine, Finished, Generation, GenerationEvent, TextDelta
+from app.sse import DONE, error_event, event
+from config.settings import Settings
+from conversion.errors import ModelNotReadyError
+from conversion.messages import to_template_messages
+from conversion.requests import check_context_length, to_generation_params
+from conversion.responses import ChunkFactory, to_chat_completion, to_usage
+from conversion.wire import ChatCompletion, ChatCompletionRequest
+
+__all__ = ("create_chat_completion",)
+
+
+async def _collect(events: AsyncIterator[GenerationEvent]) -> tuple[str, Finished]:
+    parts: list[str] = []
+    async for item in events:
+        if isinstance(item, TextDelta):
+            parts.append(item.text)
+        else:
+            return "".join(parts), item
+    raise RuntimeError("generation ended without a Finished event")
+
+
+async def _stream(
+    chunks: ChunkFactory,
+    first: GenerationEvent,
+    events: AsyncIterator[GenerationEvent],
+    generation: Generation,
+) -> AsyncIterator[bytes]:
+    try:
+        yield event(chunks.role())
+        item = first
+        while True:
+            if isinstance(item, TextDelta):
+                yield event(chunks.content(item.text))
+            else:
+                yield event(chunks.finish(item.finish_reason))
+                if chunks.include_usage:
+                    usage = to_usage(item.prompt_tokens, item.completion_tokens)
+                    yield event(chunks.usage(usage))
+                break
+            item = await anext(events)
+        yield DONE
+    except Exception as exc:  # noqa: BLE001 - the status is sent: report in-band, end cleanly
+        yield error_event(exc)
+        yield DONE
+    finally:
+        generation.cancel()  # no-op when finished; frees the model when the client left
+
+
+async def create_chat_completion(
+    request: Request[Any, Any, Any], body: ChatCompletionRequest, engine: Engine, settings: Settings
+) -> ChatCompletion | AsyncIterator[bytes]:
+    """Serve one request; returns the JSON body, or the SSE byte stream when streaming."""
+    params = to_generation_params(body, settings.sampling)
+    messages = to_template_messages(body.messages)
+    if engine.state != "ready":
+        raise ModelNotReadyError(f"The model is not ready (state: {engine.state}).")
+    prompt = await anyio.to_thread.run_sync(engine.tokenize_chat, messages)
+    check_context_length(len(prompt.tokens), params.max_tokens, engine.context_length)
+    if prompt.stop:
+        params = dataclasses.replace(params, stop=params.stop + prompt.stop)
+    generation = engine.submit(prompt.tokens, params)
+    events = generation.events()
+    try:
+        if not body.stream:
+            text, finished = await unless_disconnected(request, _collect(events))
+            return to_chat_completion(
+                model=engine.model_id,
+                text=text,
+                finish_reason=finished.finish_reason,
+                usage=to_usage(finished.prompt_tokens, finished.completion_tokens),
+            )
+        # Wait for the first token before answering, so that a failure to start is
+        # still a proper HTTP error rather than an in-band one.
+        first = await unless_disconnected(request, anext(events))
+    except BaseException:
+        generation.cancel()
+        raise
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    stream = _stream(ChunkFactory(engine.model_id, include_usage), first, events, generation)
+    # If the response task is cancelled before the stream is first iterated, its
+    # `finally` never runs; this still frees the model once the stream is dropped.
+    weakref.finalize(stream, generation.cancel)
+    return stream

@@ -1,0 +1,90 @@
+"""Settings of LLM Service and their built-in defaults.
+
+Every field has its default here and nowhere else; `config/example.toml` lists the same
+keys for people, and a unit test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+__all__ = (
+    "ConfigModel",
+    "ModelSettings",
+    "SamplingDefaults",
+    "ServerSettings",
+    "Settings",
+)
+
+
+class ConfigModel(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Base of every settings section.
+
+    Strict on purpose: a misspelt key in a TOML file or an environment variable must stop
+    the server at start-up with a message naming it, not be ignored. Frozen because a
+    running app must not see its configuration change under it (subclasses repeat
+    `frozen=True` so that type checkers see it too).
+    """
+
+
+class ModelSettings(ConfigModel, frozen=True):
+    """Which GGUF file to serve and how llama.cpp loads it."""
+
+    path: str | None = None
+    """Explicit path of a GGUF file. When set it wins over `repo`/`file`."""
+    repo: str = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
+    """Hugging Face Hub repository that `scripts/download_model.py` fetches from."""
+    file: str = "*q4_k_m.gguf"
+    """File name or glob pattern (the quantization) inside `repo`."""
+    dir: str = "models"
+    """Folder that downloads go to (one sub-folder per repository)."""
+    id: str | None = None
+    """Model id the API reports; default: the GGUF file name without `.gguf`."""
+    n_ctx: Annotated[int, Meta(ge=0)] = 4096
+    """Context size in tokens (prompt + completion); 0 = the model's training context."""
+    n_threads: Annotated[int, Meta(ge=1)] | None = None
+    """CPU threads for generation; default: all cores up to 4, else half of them."""
+    n_threads_batch: Annotated[int, Meta(ge=1)] | None = None
+    """CPU threads for prompt processing; default: same as `n_threads`."""
+    n_batch: Annotated[int, Meta(ge=1)] = 512
+    """Prompt tokens evaluated per llama.cpp decode call."""
+    n_gpu_layers: Annotated[int, Meta(ge=-1)] = 0
+    """Layers to offload to a GPU build of llama.cpp (-1 = all); 0 on a CPU build."""
+    chat_format: str | None = None
+    """Name of a llama-cpp-python built-in chat format (e.g. `chatml`) instead of the
+    template stored in the GGUF file."""
+    chat_template_file: str | None = None
+    """Path of a Jinja chat template to use instead of the GGUF's own."""
+
+
+class SamplingDefaults(ConfigModel, frozen=True):
+    """Values used when a request leaves a field out. OpenAI's defaults unless changed."""
+
+    temperature: Annotated[float, Meta(ge=0, le=2)] = 1.0
+    top_p: Annotated[float, Meta(gt=0, le=1)] = 1.0
+    max_tokens: Annotated[int, Meta(ge=1)] | None = None
+    """Completion cap when a request sets none; unset = until the model stops or the
+    context is full."""
+    seed: int | None = None
+    """Seed when a request sets none; unset = a fresh random seed per request."""
+
+
+class ServerSettings(ConfigModel, frozen=True):
+    """HTTP side: where to listen, how many requests may wait, how much to log."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8000
+    queue_size: Annotated[int, Meta(ge=0)] = 16
+    """Requests that may wait while another generates; more get 503 + Retry-After."""
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+
+
+class Settings(ConfigModel, frozen=True):
+    """All settings, one section per concern."""
+
+    model: ModelSettings = msgspec.field(default_factory=ModelSettings)
+    sampling: SamplingDefaults = msgspec.field(default_factory=SamplingDefaults)
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)

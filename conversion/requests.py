@@ -1,0 +1,123 @@
+"""OpenAI request fields -> what the engine needs: sampling, a token cap, stop strings.
+
+A field is either honoured, accepted and documented as ignored, or rejected with a 400
+naming it. Nothing is silently dropped in a way that changes what the client expects.
+Defaults: the request's value, else the server's configured default, else OpenAI's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from config.settings import SamplingDefaults
+from conversion.errors import ContextLengthExceededError, InvalidRequestError
+from conversion.wire import ChatCompletionRequest
+
+__all__ = ("GenerationParams", "SamplingParams", "check_context_length", "to_generation_params")
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    temperature: float
+    """0 means greedy decoding."""
+    top_p: float
+    seed: int | None
+    """None: the engine draws a fresh random seed."""
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    sampling: SamplingParams
+    max_tokens: int | None
+    """Completion cap; None = until the model stops or the context is full."""
+    stop: tuple[str, ...]
+
+
+def _reject_unsupported(req: ChatCompletionRequest) -> None:
+    """Refuse, with a 400 naming the field, what this server cannot do yet.
+
+    Ignoring these silently would hand clients something other than what they asked
+    for (several choices, JSON output, tool calls, log-probabilities, biased tokens).
+    """
+    if req.n is not None and req.n != 1:
+        raise InvalidRequestError(
+            f"n={req.n} is not supported: this server returns exactly one choice (n=1).",
+            param="n",
+        )
+    if req.stream_options is not None and not req.stream:
+        raise InvalidRequestError(
+            "stream_options is only allowed when stream is true.", param="stream_options"
+        )
+    if req.logprobs:
+        raise InvalidRequestError("logprobs is not supported by this server.", param="logprobs")
+    if req.top_logprobs:
+        raise InvalidRequestError(
+            "top_logprobs is not supported by this server.", param="top_logprobs"
+        )
+    if req.logit_bias:
+        raise InvalidRequestError("logit_bias is not supported by this server.", param="logit_bias")
+    if req.response_format is not None and req.response_format.get("type", "text") != "text":
+        raise InvalidRequestError(
+            f"response_format type {req.response_format.get('type')!r} is not supported; "
+            "only 'text' is.",
+            param="response_format",
+        )
+    if req.tools and req.tool_choice != "none":
+        raise InvalidRequestError(
+            "tools are not supported by this server (only with tool_choice 'none').",
+            param="tools",
+        )
+    if req.tool_choice not in (None, "none", "auto"):
+        raise InvalidRequestError(
+            "tool_choice other than 'none' is not supported by this server.",
+            param="tool_choice",
+        )
+
+
+def to_generation_params(
+    req: ChatCompletionRequest, defaults: SamplingDefaults
+) -> GenerationParams:
+    """Validate the request's generation fields and resolve their defaults.
+
+    `presence_penalty` and `frequency_penalty` are range-checked by the schema and then
+    deliberately not used: they must not change the output (documented in the README).
+    """
+    _reject_unsupported(req)
+    if req.max_completion_tokens is not None:
+        max_tokens: int | None = req.max_completion_tokens
+    elif req.max_tokens is not None:
+        max_tokens = req.max_tokens
+    else:
+        max_tokens = defaults.max_tokens
+    stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
+    return GenerationParams(
+        sampling=SamplingParams(
+            temperature=defaults.temperature if req.temperature is None else req.temperature,
+            top_p=defaults.top_p if req.top_p is None else req.top_p,
+            seed=defaults.seed if req.seed is None else req.seed,
+        ),
+        max_tokens=max_tokens,
+        stop=tuple(s for s in stop if s),
+    )
+
+
+def check_context_length(prompt_tokens: int, max_tokens: int | None, context_length: int) -> None:
+    """Refuse a prompt that leaves no room to generate, before any stream starts.
+
+    A prompt that fits but leaves less room than `max_tokens` is served: generation
+    then ends at the context limit with `finish_reason: "length"`.
+    """
+    if prompt_tokens < context_length:
+        return
+    if max_tokens is None:
+        detail = f"However, your messages resulted in {prompt_tokens} tokens"
+    else:
+        detail = (
+            f"However, you requested {prompt_tokens + max_tokens} tokens "
+            f"({prompt_tokens} in the messages, {max_tokens} in the completion)"
+        )
+    raise ContextLengthExceededError(
+        f"This model's maximum context length is {context_length} tokens. {detail}. "
+        "Please reduce the length of the messages or completion.",
+        param="messages",
+    )

@@ -1,0 +1,69 @@
+"""Token bytes -> text deltas that are safe to send: whole UTF-8 characters, no stop text.
+
+One `TextAssembler` per generation. It is fed the bytes of each generated token and
+returns only text that can no longer change:
+
+* a character whose UTF-8 bytes are split across tokens (CJK, emoji) is held until it
+  is complete, so no client ever sees a broken character;
+* text that could be the start of a stop string is held until it either completes the
+  stop string (then it and everything after are dropped) or stops matching (then it is
+  released). Streaming and non-streaming use the same assembler, so their texts agree.
+
+Work per token is bounded by the stop strings' lengths, never by the reply's length.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Sequence
+
+__all__ = ("TextAssembler",)
+
+
+class TextAssembler:
+    def __init__(self, stop: Sequence[str] = ()) -> None:
+        self._stops = tuple(s for s in stop if s)
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._held = ""
+        self.stopped = False
+        """True once a stop string was found; later input is ignored."""
+
+    def feed(self, piece: bytes) -> str:
+        """Add one token's bytes; return the text that is now final (maybe empty)."""
+        if self.stopped:
+            return ""
+        return self._release(self._held + self._decoder.decode(piece))
+
+    def finish(self) -> str:
+        """End of generation (EOS or a length cap): release what is still held.
+
+        A held partial stop string did not complete, so it is real output; a dangling
+        partial UTF-8 sequence becomes U+FFFD, as any UTF-8 decoder would show it.
+        """
+        if self.stopped:
+            return ""
+        text = self._held + self._decoder.decode(b"", final=True)
+        self._held = ""
+        return text
+
+    def _release(self, text: str) -> str:
+        if not self._stops:
+            return text
+        cut = min((i for i in (text.find(s) for s in self._stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            self._held = ""
+            return text[:cut]
+        keep = self._partial_stop_length(text)
+        self._held = text[len(text) - keep :] if keep else ""
+        return text[: len(text) - keep]
+
+    def _partial_stop_length(self, text: str) -> int:
+        """Length of the longest end of `text` that is a proper prefix of a stop string."""
+        longest = 0
+        for stop in self._stops:
+            for size in range(min(len(stop) - 1, len(text)), longest, -1):
+                if text.endswith(stop[:size]):
+                    longest = size
+                    break
+        return longest
