@@ -41,12 +41,12 @@ def _validation_error(exc: ValidationException) -> InvalidRequestError:
     message = str(first.get("message", exc.detail))
     key = first.get("key")
     param = str(key) if key and key != "data" else None
-    if key == "data":  # the body itself: empty, or not a JSON object
-        message = f"The request body must be a JSON object ({message})."
-    elif message.startswith("Object missing required field `"):
+    if message.startswith("Object missing required field `"):
         field = message.split("`")[1]
         param = f"{param}.{field}" if param else field
         message = f"Missing required parameter: '{param}'."
+    elif key == "data":  # the body itself: empty, or not a JSON object
+        message = f"The request body must be a JSON object ({message})."
     elif param is not None:
         message = f"Invalid value for '{param}': {message}."
     return InvalidRequestError(message, param=param)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
@@ -65,4 +66,5 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         lifespan=[engine_lifespan],
         logging_config=logging_config,
         openapi_config=OpenAPIConfig(title="LLM Service", version="0.1.0", path="/docs"),
+        state=State({"engine": the_engine}),  # for diagnostics and tests; routes use DI
     )

@@ -118,6 +118,10 @@ def load_settings(
         name = _dotted(where.rstrip("`")) if message else ""
         if not message:
             message = str(exc)
+        if message.startswith("Object contains unknown field `"):
+            unknown = message.split("`")[1]
+            name = f"{name}.{unknown}" if name else unknown
+            message = "no such setting"
         origin = f" (from {sources[name]})" if name in sources else ""
         label = f"setting {name}" if name else "settings"
         raise SettingsError(f"Invalid {label}{origin}: {message}") from exc

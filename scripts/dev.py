@@ -29,7 +29,7 @@ STAMP = VENV / ".llm-service-installed"
 
 def _run(*args: str | Path) -> None:
     print("+", " ".join(str(a) for a in args), flush=True)
-    subprocess.run([str(a) for a in args], check=True, cwd=ROOT)  # noqa: S603
+    subprocess.run([str(a) for a in args], check=True, cwd=ROOT)
 
 
 def _wanted_stamp() -> str:
@@ -53,7 +53,7 @@ def install() -> None:
 
 def _exec(*args: str | Path) -> int:
     print("+", " ".join(str(a) for a in args), flush=True)
-    return subprocess.call([str(a) for a in args], cwd=ROOT)  # noqa: S603
+    return subprocess.call([str(a) for a in args], cwd=ROOT)
 
 
 def test(extra: list[str]) -> int:

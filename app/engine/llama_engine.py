@@ -8,6 +8,13 @@ instant, and tokens reach the loop through `call_soon_threadsafe`.
 
 Cancellation is a flag the worker checks after every token, so a disconnected client
 costs at most one more token; a request still waiting is removed from the queue at once.
+
+Prompt reuse is limited to whole `n_batch` chunks of the previous *prompt*: llama.cpp's
+logits are not bit-identical across batch shapes, so re-reading only the tail of a
+prompt (as `Llama.generate` does by itself) makes a temperature-0 reply depend on what
+ran before it. Reusing only chunks that a fresh evaluation would compute the same way
+keeps every reply reproducible, and still skips the bulk of a long shared prefix
+(a long system prompt or document).
 """
 
 from __future__ import annotations
@@ -129,6 +136,7 @@ class LlamaEngine:
         self._llama: Llama | None = None
         self._template: ChatTemplate | None = None
         self._pieces: dict[int, bytes] = {}
+        self._cached_prompt: list[int] = []
         self.records: collections.deque[JobRecord] = collections.deque(maxlen=64)
 
     # --- public interface (event-loop side) ------------------------------------------
@@ -259,11 +267,25 @@ class LlamaEngine:
             piece = self._pieces[token] = buf.raw[:n]
         return piece
 
+    def _reusable_prefix(self, prompt: list[int], n_batch: int) -> int:
+        """Tokens of the KV cache this prompt may keep (see the module docstring)."""
+        cached = self._cached_prompt
+        limit = min(len(cached) // n_batch * n_batch, (len(prompt) - 1) // n_batch * n_batch)
+        same = 0
+        while same < limit and cached[same] == prompt[same]:
+            same += 1
+        return same // n_batch * n_batch
+
     def _generate(self, job: _Job) -> None:
         llama = self._llama
         assert llama is not None
         if job.cancelled:
             return
+        # Llama.generate keeps whatever prefix of its cache matches; hand it only the
+        # chunk-aligned part of the previous prompt, so the rest is evaluated exactly as
+        # a fresh evaluation would.
+        llama.n_tokens = self._reusable_prefix(job.prompt, llama.n_batch)
+        self._cached_prompt = job.prompt
         params = job.params
         limit = llama.n_ctx() - len(job.prompt)
         if params.max_tokens is not None:
@@ -300,6 +322,7 @@ class LlamaEngine:
         except Exception as exc:
             logger.exception("Generation failed")
             llama.reset()  # type: ignore[no-untyped-call]
+            self._cached_prompt = []
             job.put(exc if isinstance(exc, OpenAIError) else InternalError("Generation failed."))
             self.records.append(JobRecord("failed", len(job.prompt), job.completion_tokens, None))
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from litestar import get
 from litestar.di import NamedDependency
+from litestar.params import FromPath
 
 from app.engine.base import Engine
 from conversion.errors import ModelNotFoundError
@@ -26,7 +27,7 @@ def list_models(engine: NamedDependency[Engine]) -> ModelList:
 
 
 @get("/models/{model_id:path}", sync_to_thread=False)
-def get_model(model_id: str, engine: NamedDependency[Engine]) -> Model:
+def get_model(model_id: FromPath[str], engine: NamedDependency[Engine]) -> Model:
     """Describe one model; ids may contain `/` (e.g. `Qwen/Qwen2.5-0.5B-Instruct`)."""
     wanted = model_id.lstrip("/")
     if wanted != engine.model_id:

@@ -1,0 +1,123 @@
+"""Faults the real model cannot produce on demand, injected around the real engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+
+from app.engine.base import GenerationEvent
+from tests.api.conftest import ClientFactory
+from tests.api.test_chat_api import HELLO, assert_error
+
+SECRET = "/secret/internal/path.gguf"
+
+
+class _Wrapped:
+    """Delegates everything to the real engine unless a test overrides it."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    @property
+    def state(self) -> Any:
+        return self._inner.state
+
+    @property
+    def context_length(self) -> int:
+        return int(self._inner.context_length)
+
+
+class FailsMidStream(_Wrapped):
+    """The first generation raises after two events; later ones are left alone."""
+
+    last: Any = None
+
+    def submit(self, prompt: list[int], params: Any) -> Any:
+        real = self._inner.submit(prompt, params)
+        if self.last is not None:
+            return real
+
+        class Broken:
+            cancelled = False
+
+            def cancel(self) -> None:
+                Broken.cancelled = True
+                real.cancel()
+
+            async def events(self) -> AsyncIterator[GenerationEvent]:
+                count = 0
+                async for item in real.events():
+                    yield item
+                    count += 1
+                    if count == 2:
+                        raise RuntimeError(SECRET)
+
+        self.last = Broken()
+        return self.last
+
+
+class ExplodesOnTokenize(_Wrapped):
+    def tokenize_chat(self, messages: Any) -> Any:
+        raise RuntimeError(SECRET)
+
+
+class StillLoading(_Wrapped):
+    @property
+    def state(self) -> Any:
+        return "loading"
+
+
+async def test_error_after_the_stream_started_is_one_in_band_event(
+    client_for: ClientFactory,
+) -> None:
+    wrapped: list[FailsMidStream] = []
+
+    def wrap(engine: Any) -> FailsMidStream:
+        wrapped.append(FailsMidStream(engine))
+        return wrapped[0]
+
+    async with client_for(wrap) as client:
+        response = await client.post(
+            "/v1/chat/completions",
+            json={"messages": HELLO, "stream": True, "max_tokens": 20, "temperature": 0},
+        )
+        assert response.status_code == 200
+        frames = response.text.split("\n\n")
+        assert frames[-2:] == ["data: [DONE]", ""]
+        events = [msgspec.json.decode(f.removeprefix("data: ")) for f in frames[:-2]]
+        errors = [e for e in events if "error" in e]
+        assert len(errors) == 1 and events[-1] is errors[0]
+        assert errors[0]["error"]["type"] == "server_error"
+        assert SECRET not in response.text
+        assert wrapped[0].last.cancelled  # the generation was stopped, not left running
+        # and the server keeps serving
+        after = await client.post("/v1/chat/completions", json={"messages": HELLO, "max_tokens": 2})
+        assert after.status_code == 200
+
+
+async def test_internal_errors_are_500_in_the_envelope_without_internals(
+    client_for: ClientFactory,
+) -> None:
+    async with client_for(ExplodesOnTokenize) as client:
+        response = await client.post("/v1/chat/completions", json={"messages": HELLO})
+        error = assert_error(response, 500, code="internal_error")
+        assert error["type"] == "server_error"
+        assert SECRET not in response.text
+
+
+async def test_while_loading_health_and_chat_answer_503_with_retry_after(
+    client_for: ClientFactory,
+) -> None:
+    async with client_for(StillLoading, wait_ready=False) as client:
+        for response in (
+            await client.get("/health"),
+            await client.post("/v1/chat/completions", json={"messages": HELLO}),
+        ):
+            assert_error(response, 503, code="model_not_ready")
+            assert response.headers["retry-after"] == "1"
+        assert (await client.get("/v1/models")).status_code == 200  # configuration only

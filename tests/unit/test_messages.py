@@ -1,0 +1,66 @@
+"""OpenAI messages -> chat-template messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+
+from conversion.errors import InvalidRequestError
+from conversion.messages import to_template_messages
+from conversion.wire import ChatCompletionRequest
+
+
+def render(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    req = msgspec.convert({"messages": messages}, ChatCompletionRequest)
+    return to_template_messages(req.messages)
+
+
+def test_roles_and_string_content() -> None:
+    out = render(
+        [
+            {"role": "system", "content": "S"},
+            {"role": "user", "content": "U", "name": "ann"},
+            {"role": "assistant", "content": "A"},
+            {"role": "tool", "content": "T", "tool_call_id": "call_1"},
+        ]
+    )
+    assert out == [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "U", "name": "ann"},
+        {"role": "assistant", "content": "A"},
+        {"role": "tool", "content": "T", "tool_call_id": "call_1"},
+    ]
+
+
+def test_developer_is_rendered_as_system() -> None:
+    assert render([{"role": "developer", "content": "be brief"}]) == [
+        {"role": "system", "content": "be brief"}
+    ]
+
+
+def test_text_parts_are_joined() -> None:
+    parts = [{"type": "text", "text": "Hello, "}, {"type": "text", "text": "world"}]
+    assert render([{"role": "user", "content": parts}])[0]["content"] == "Hello, world"
+
+
+def test_null_assistant_content_becomes_empty_and_tool_calls_are_kept() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    out = render([{"role": "assistant", "content": None, "tool_calls": [call]}])
+    assert out == [{"role": "assistant", "content": "", "tool_calls": [call]}]
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+        {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}},
+    ],
+)
+def test_non_text_parts_are_rejected_naming_the_part(part: dict[str, Any]) -> None:
+    content = [{"type": "text", "text": "look"}, part]
+    with pytest.raises(InvalidRequestError) as caught:
+        render([{"role": "system", "content": "s"}, {"role": "user", "content": content}])
+    assert caught.value.param == "messages[1].content[1].type"
+    assert part["type"] in caught.value.message
