@@ -22,7 +22,8 @@ def assert_error(
     assert set(body) == {"error"}
     error = body["error"]
     assert set(error) == {"message", "type", "param", "code"}
-    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["message"], str)
+    assert error["message"]
     assert error["code"] is None or isinstance(error["code"], str)
     assert error["param"] == param
     if code is not None:
@@ -202,7 +203,8 @@ async def test_models_list_and_retrieve(client: Client) -> None:
     (model,) = listing["data"]
     assert set(model) == {"id", "object", "created", "owned_by"}
     assert model["object"] == "model"
-    assert "/" not in model["id"] and not model["id"].endswith(".gguf")
+    assert "/" not in model["id"]
+    assert not model["id"].endswith(".gguf")
     one = await client.get(f"/v1/models/{model['id']}")
     assert one.json() == model
     missing = await client.get("/v1/models/gpt-4")
@@ -224,7 +226,8 @@ async def test_missing_v1_prefix_gets_a_hint(client: Client, path: str) -> None:
         else await method(path)
     )
     error = assert_error(response, 404)
-    assert "/v1" in error["message"] and "base_url" in error["message"]
+    assert "/v1" in error["message"]
+    assert "base_url" in error["message"]
 
 
 async def test_unknown_path_and_wrong_method(client: Client) -> None:

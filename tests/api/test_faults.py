@@ -91,7 +91,8 @@ async def test_error_after_the_stream_started_is_one_in_band_event(
         assert frames[-2:] == ["data: [DONE]", ""]
         events = [msgspec.json.decode(f.removeprefix("data: ")) for f in frames[:-2]]
         errors = [e for e in events if "error" in e]
-        assert len(errors) == 1 and events[-1] is errors[0]
+        assert len(errors) == 1
+        assert events[-1] is errors[0]
         assert errors[0]["error"]["type"] == "server_error"
         assert SECRET not in response.text
         assert wrapped[0].last.cancelled  # the generation was stopped, not left running

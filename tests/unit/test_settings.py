@@ -88,7 +88,7 @@ def test_example_file_documents_exactly_the_defaults() -> None:
 
 
 def test_explicit_path_must_exist(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="model.path"):
+    with pytest.raises(SettingsError, match=r"model\.path"):
         resolve_model(ModelSettings(path=str(tmp_path / "missing.gguf")))
 
 
