@@ -37,13 +37,14 @@ class TextAssembler:
     def finish(self) -> str:
         """End of generation (EOS or a length cap): release what is still held.
 
-        A held partial stop string did not complete, so it is real output; a dangling
-        partial UTF-8 sequence becomes U+FFFD, as any UTF-8 decoder would show it.
+        A held partial stop string did not complete, so it is real output. The first
+        bytes of a character that the length cap cut off are dropped rather than shown
+        as U+FFFD: the reply ends before that character.
         """
         if self.stopped:
             return ""
-        text = self._held + self._decoder.decode(b"", final=True)
-        self._held = ""
+        text, self._held = self._held, ""
+        self._decoder.reset()
         return text
 
     def _release(self, text: str) -> str:

@@ -70,9 +70,14 @@ def test_input_after_a_stop_is_ignored() -> None:
     assert assembler.finish() == ""
 
 
-def test_truncated_utf8_at_the_end_becomes_a_replacement_character() -> None:
-    out, _ = run(["é".encode()[:1]])
-    assert out == ["", "\ufffd"]
+def test_a_character_cut_off_by_the_length_cap_is_dropped_not_broken() -> None:
+    out, _ = run([b"ok ", "🌟".encode()[:2]])
+    assert out == ["ok ", "", ""]
+
+
+def test_invalid_bytes_inside_the_text_become_replacement_characters() -> None:
+    out, _ = run([b"a\xffb"])
+    assert "".join(out) == "a\ufffdb"
 
 
 @pytest.mark.parametrize("stop", [(), ("",)])

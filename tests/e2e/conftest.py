@@ -1,0 +1,77 @@
+"""End-to-end: a real uvicorn server in a thread, driven by the real openai SDK."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import uvicorn
+
+from app.main import create_app
+from tests.conftest import make_settings
+
+
+class _ThreadServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # only the main thread may set them
+        pass
+
+
+@dataclass
+class LiveServer:
+    root: str
+    engine: Any
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.root}/v1"
+
+    def client(self, **kwargs: Any) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.base_url, api_key="any-key", max_retries=0, **kwargs)
+
+    def async_client(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key="any-key", max_retries=0)
+
+
+def serve(model_path: Path, **server_settings: Any) -> Iterator[LiveServer]:
+    app = create_app(make_settings(model_path, **server_settings))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = _ThreadServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    root = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{root}/health").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the server did not become ready")
+        time.sleep(0.05)
+    try:
+        yield LiveServer(root, app.state.engine)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+@pytest.fixture(scope="session")
+def live(model_path: Path) -> Iterator[LiveServer]:
+    yield from serve(model_path)
+
+
+@pytest.fixture
+def client(live: LiveServer) -> openai.OpenAI:
+    return live.client()

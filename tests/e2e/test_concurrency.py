@@ -1,0 +1,180 @@
+"""Queueing, fairness and client disconnects against a live server (serial engine)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.conftest import LiveServer, serve
+
+STORY: list[Any] = [{"role": "user", "content": "Write a very long story about a dragon."}]
+COUNT: list[Any] = [{"role": "user", "content": "Count from 1 to 300, separated by commas."}]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached in time")
+        time.sleep(0.01)
+
+
+def new_record(live: LiveServer, seen: int, timeout: float = 10) -> Any:
+    wait_until(lambda: len(live.engine.records) > seen, timeout)
+    return live.engine.records[-1]
+
+
+class Streamer(threading.Thread):
+    """Streams one request in the background; `started` is set at the first content."""
+
+    def __init__(self, live: LiveServer, **request: Any) -> None:
+        super().__init__(daemon=True)
+        self.client = live.client()
+        self.request = {"model": "m", "stream": True, **request}
+        self.started = threading.Event()
+        self.text = ""
+        self.finish_reason: str | None = None
+
+    def run(self) -> None:
+        for chunk in self.client.chat.completions.create(**self.request):
+            if chunk.choices:
+                self.text += chunk.choices[0].delta.content or ""
+                self.finish_reason = chunk.choices[0].finish_reason or self.finish_reason
+                if self.text:
+                    self.started.set()
+
+
+def test_disconnect_mid_stream_stops_generation_within_one_token(live: LiveServer) -> None:
+    seen = len(live.engine.records)
+    body = {"messages": COUNT, "max_tokens": 600, "temperature": 0, "stream": True}
+    with httpx.stream("POST", f"{live.base_url}/chat/completions", json=body, timeout=30) as r:
+        lines = r.iter_lines()
+        received = [line for _, line in zip(range(8), lines, strict=False) if line]
+    assert len(received) >= 3
+    record = new_record(live, seen, timeout=3)  # generating all 600 tokens takes far longer
+    assert record.outcome == "cancelled"
+    assert record.tokens_after_cancel is not None
+    assert record.tokens_after_cancel <= 1
+    assert record.completion_tokens < 600
+    # its place is free: the next request is served at once
+    started = time.monotonic()
+    live.client().chat.completions.create(model="m", messages=STORY, max_tokens=2)
+    assert time.monotonic() - started < 5
+
+
+def test_disconnect_while_waiting_for_a_non_streamed_reply_stops_it(live: LiveServer) -> None:
+    seen = len(live.engine.records)
+    body = {"messages": COUNT, "max_tokens": 800, "temperature": 0}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{live.base_url}/chat/completions", json=body, timeout=0.5)
+    record = new_record(live, seen, timeout=5)
+    assert record.outcome == "cancelled"
+    assert record.tokens_after_cancel is not None
+    assert record.tokens_after_cancel <= 1
+    assert record.completion_tokens < 800
+
+
+def test_two_concurrent_streams_produce_what_they_produce_alone(live: LiveServer) -> None:
+    requests = [
+        {"messages": STORY, "max_tokens": 40, "temperature": 0},
+        {"messages": COUNT, "max_tokens": 40, "temperature": 0},
+    ]
+    alone = []
+    for request in requests:
+        streamer = Streamer(live, **request)
+        streamer.run()
+        alone.append(streamer.text)
+    together = [Streamer(live, **request) for request in requests]
+    for streamer in together:
+        streamer.start()
+    for streamer in together:
+        streamer.join(timeout=60)
+    assert [s.text for s in together] == alone
+    assert [s.finish_reason for s in together] == ["length", "length"]
+
+
+def test_models_and_health_answer_at_once_during_a_generation(live: LiveServer) -> None:
+    streamer = Streamer(live, messages=COUNT, max_tokens=200, temperature=0)
+    streamer.start()
+    assert streamer.started.wait(30)
+    for path in ("/v1/models", "/health", f"/v1/models/{live.engine.model_id}"):
+        started = time.monotonic()
+        assert httpx.get(f"{live.root}{path}").status_code == 200
+        assert time.monotonic() - started < 0.5, path
+    assert streamer.is_alive()  # still generating: nothing waited for it
+    streamer.join(timeout=60)
+    assert streamer.finish_reason == "length"  # and nothing cut it off
+
+
+def test_requests_are_served_in_arrival_order(live: LiveServer) -> None:
+    first = Streamer(live, messages=COUNT, max_tokens=120, temperature=0)
+    first.start()
+    assert first.started.wait(30)
+    done: list[int] = []
+
+    def ask(index: int) -> None:
+        live.client().chat.completions.create(model="m", messages=STORY, max_tokens=3)
+        done.append(index)
+
+    with ThreadPoolExecutor(4) as pool:
+        for index in range(4):
+            depth = live.engine.queue_depth()
+            pool.submit(ask, index)
+            wait_until(lambda d=depth: live.engine.queue_depth() > d)  # queued in this order
+    first.join(timeout=60)
+    assert first.finish_reason == "length"
+    assert done == [0, 1, 2, 3]
+
+
+@pytest.fixture
+def small_queue(model_path: Path) -> Iterator[LiveServer]:
+    yield from serve(model_path, queue_size=1)
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_frees_places(
+    small_queue: LiveServer,
+) -> None:
+    live = small_queue
+    running = Streamer(live, messages=COUNT, max_tokens=400, temperature=0)
+    running.start()
+    assert running.started.wait(30)
+    url = f"{live.base_url}/chat/completions"
+    short = {"messages": STORY, "max_tokens": 2}
+
+    # one request may wait; it gives up (client timeout) while still queued
+    outcome: list[str] = []
+
+    def give_up_while_queued() -> None:
+        try:
+            httpx.post(url, json=short, timeout=1.0)
+            outcome.append("answered")
+        except httpx.ReadTimeout:
+            outcome.append("timed out")
+
+    waiting = threading.Thread(target=give_up_while_queued, daemon=True)
+    waiting.start()
+    wait_until(lambda: live.engine.queue_depth() == 1)
+
+    full = httpx.post(url, json=short, timeout=10)
+    assert full.status_code == 503
+    assert full.headers["retry-after"] == "1"
+    assert full.json()["error"]["code"] == "server_busy"
+    with pytest.raises(openai.InternalServerError) as caught:
+        live.client().chat.completions.create(model="m", **short)
+    assert caught.value.status_code == 503
+
+    waiting.join(timeout=10)
+    assert outcome == ["timed out"]
+    wait_until(lambda: live.engine.queue_depth() == 0, timeout=5)  # its place was freed
+    admitted = live.client().chat.completions.create(model="m", **short)
+    assert admitted.choices[0].message.content is not None
+    running.join(timeout=60)
+    assert running.finish_reason == "length"
