@@ -73,5 +73,6 @@ def live(model_path: Path) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-def client(live: LiveServer) -> openai.OpenAI:
-    return live.client()
+def client(live: LiveServer) -> Iterator[openai.OpenAI]:
+    with live.client() as c:
+        yield c

@@ -57,9 +57,10 @@ def test_env_vars_configure_a_default_client(
 ) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", live.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-anything")
-    completion = openai.OpenAI(max_retries=0).chat.completions.create(
-        model="whatever", messages=HELLO, max_tokens=3
-    )
+    with openai.OpenAI(max_retries=0) as from_env:
+        completion = from_env.chat.completions.create(
+            model="whatever", messages=HELLO, max_tokens=3
+        )
     assert completion.choices[0].message.content is not None
 
 
@@ -250,6 +251,8 @@ def test_models_list_retrieve_and_not_found(client: openai.OpenAI, live: LiveSer
 
 
 def test_base_url_without_v1_gets_a_not_found_that_explains(live: LiveServer) -> None:
-    wrong = openai.OpenAI(base_url=live.root, api_key="x", max_retries=0)
-    with pytest.raises(openai.NotFoundError, match="/v1"):
+    with (
+        openai.OpenAI(base_url=live.root, api_key="x", max_retries=0) as wrong,
+        pytest.raises(openai.NotFoundError, match="/v1"),
+    ):
         wrong.chat.completions.create(model="m", messages=HELLO)

@@ -1,0 +1,505 @@
+"""scripts/download_model.py, run for real against a stand-in for the Hugging Face Hub.
+
+The stand-in is a stdlib HTTP server on 127.0.0.1 that implements the three requests
+huggingface_hub 2.4.0 makes for `HfApi.list_repo_files` and `hf_hub_download`:
+
+    GET  /api/models/{repo}/tree/{revision}?recursive=True&expand=False   (the listing)
+    HEAD /{repo}/resolve/{revision}/{filename}    (X-Repo-Commit, ETag, Content-Length)
+    GET  /{repo}/resolve/{revision}/{filename}    (the bytes; honours `Range: bytes=N-`)
+
+Errors carry the Hub's `X-Error-Code` header, from which huggingface_hub picks its
+exception class. Every request is recorded so that the tests can check what the script
+asked for, and that it asked for nothing when it had nothing to do. The script reaches the
+stand-in through HF_ENDPOINT, which huggingface_hub reads once at import time; that is why
+the script runs in a subprocess with HF_ENDPOINT in its environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from urllib.parse import unquote, urlsplit
+
+import httpx2
+import pytest
+from huggingface_hub import constants as hf_constants
+from huggingface_hub._local_folder import get_local_download_paths
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "download_model.py"
+REPO = "acme/tiny-GGUF"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+Q4 = "tiny-q4_k_m.gguf"
+Q8 = "tiny-q8_0.gguf"
+
+
+def _random_bytes(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request the stand-in received."""
+
+    method: str
+    path: str
+    range: str | None = None
+
+
+@dataclass
+class FakeHub:
+    """Repositories served, requests received, and connections to drop on purpose."""
+
+    url: str = ""
+    repos: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    requests: list[Seen] = field(default_factory=list)
+    drop_first_get_after: dict[str, int] = field(default_factory=dict)
+    """File name -> bytes to send before the first GET of it loses its connection."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def resolve_path(self, filename: str, repo: str = REPO) -> str:
+        return f"/{repo}/resolve/main/{filename}"
+
+    def tree_path(self, repo: str = REPO) -> str:
+        return f"/api/models/{repo}/tree/main"
+
+
+def etag(content: bytes) -> str:
+    """What the Hub sends for an LFS file: its sha256."""
+    return hashlib.sha256(content).hexdigest()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    hub: FakeHub
+
+
+class _HubHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as huggingface_hub's client expects
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the tests assert on the recorded requests instead."""
+
+    def do_HEAD(self) -> None:
+        self._handle()
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        hub = self.server.hub
+        path = unquote(urlsplit(self.path).path)
+        with hub.lock:
+            hub.requests.append(Seen(self.command, path, self.headers.get("Range")))
+        if self.command == "GET" and (
+            m := re.fullmatch(r"/api/models/(\w+/[\w-]+)/tree/(\w+)", path)
+        ):
+            self._tree(hub, m[1], m[2])
+        elif m := re.fullmatch(r"/(\w+/[\w-]+)/resolve/(\w+)/(.+)", path):
+            self._resolve(hub, m[1], m[2], m[3])
+        else:
+            self._error(404, "NotFound")
+
+    def _error(self, status: int, code: str) -> None:
+        body = json.dumps({"error": code}).encode()
+        self.send_response(status)
+        self.send_header("X-Error-Code", code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _tree(self, hub: FakeHub, repo: str, revision: str) -> None:
+        if repo not in hub.repos:
+            self._error(404, "RepoNotFound")
+            return
+        if revision not in ("main", COMMIT):
+            self._error(404, "RevisionNotFound")
+            return
+        entries = [
+            {
+                "type": "file",
+                "path": name,
+                "size": len(content),
+                "oid": hashlib.sha1(content).hexdigest(),  # a git blob id; not for security
+                "lfs": {"oid": etag(content), "size": len(content), "pointerSize": 134},
+            }
+            for name, content in hub.repos[repo].items()
+        ]
+        body = json.dumps(entries).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _resolve(self, hub: FakeHub, repo: str, revision: str, filename: str) -> None:
+        if repo not in hub.repos:
+            self._error(404, "RepoNotFound")
+            return
+        if revision not in ("main", COMMIT):
+            self._error(404, "RevisionNotFound")
+            return
+        content = hub.repos[repo].get(filename)
+        if content is None:
+            self._error(404, "EntryNotFound")
+            return
+        start = 0
+        requested = self.headers.get("Range")
+        if self.command == "GET" and requested:
+            m = re.fullmatch(r"bytes=(\d+)-", requested)
+            assert m, f"unexpected Range header {requested!r}"
+            start = int(m[1])
+            if start >= len(content):
+                self._error(416, "RangeNotSatisfiable")
+                return
+        self.send_response(206 if start else 200)
+        self.send_header("X-Repo-Commit", COMMIT)
+        self.send_header("ETag", f'"{etag(content)}"')
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(content) - start))
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(content) - 1}/{len(content)}")
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        with hub.lock:
+            cut = hub.drop_first_get_after.pop(filename, None)
+        if cut is not None:
+            self.wfile.write(content[start:cut])
+            self.wfile.flush()
+            self.close_connection = True  # short body, then EOF: a dropped connection
+            return
+        self.wfile.write(content[start:])
+
+
+@pytest.fixture
+def hub() -> Iterator[FakeHub]:
+    fake = FakeHub(
+        repos={
+            REPO: {
+                Q4: _random_bytes(300_000, seed=4),
+                Q8: _random_bytes(200_000, seed=8),
+                "README.md": b"# tiny\n",
+            }
+        }
+    )
+    server = _Server(("127.0.0.1", 0), _HubHandler)
+    server.hub = fake
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name="fake-hub", daemon=True
+    )
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def run_script(
+    hub: FakeHub, tmp_path: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The script in a fresh interpreter, pointed at `hub`, isolated from this machine.
+
+    No LLM_SERVICE_* or HF_* variables leak in (a token, an offline flag, a config file),
+    no proxy is used for 127.0.0.1, and huggingface_hub's own cache (HF_HOME) is in
+    `tmp_path`, so that nothing is read from or written to ~/.cache.
+    """
+    clean = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("LLM_SERVICE_", "HF_", "HUGGING"))
+        and key.lower() not in {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+    }
+    clean |= {
+        "HF_ENDPOINT": hub.url,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "NO_PROXY": "127.0.0.1",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert lines, "nothing printed"
+    return lines[-1]
+
+
+def model_dir(tmp_path: Path, repo: str = REPO) -> Path:
+    return tmp_path / "models" / repo
+
+
+def test_downloads_the_default_quantization_and_prints_its_path(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    result = run_script(hub, tmp_path, "--repo", REPO, "--dir", "models")
+
+    assert result.returncode == 0, result.stderr
+    target = model_dir(tmp_path) / Q4
+    assert last_line(result.stdout) == str(target.resolve())
+    assert target.read_bytes() == hub.repos[REPO][Q4]
+    assert not (model_dir(tmp_path) / Q8).exists()
+    assert not (model_dir(tmp_path) / "README.md").exists()
+    assert hub.requests == [
+        Seen("GET", hub.tree_path()),
+        Seen("HEAD", hub.resolve_path(Q4)),
+        Seen("GET", hub.resolve_path(Q4)),
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_second_run_is_a_no_op_without_any_request(hub: FakeHub, tmp_path: Path) -> None:
+    first = run_script(hub, tmp_path, "--repo", REPO, "--dir", "models")
+    assert first.returncode == 0, first.stderr
+    assert len(hub.requests) == 3
+    hub.requests.clear()
+
+    second = run_script(hub, tmp_path, "--repo", REPO, "--dir", "models")
+
+    assert second.returncode == 0, second.stderr
+    assert last_line(second.stdout) == last_line(first.stdout)
+    assert "already downloaded" in second.stderr
+    assert hub.requests == []
+
+
+def test_dropped_connection_resumes_with_a_range_request(hub: FakeHub, tmp_path: Path) -> None:
+    # huggingface_hub writes in chunks of DOWNLOAD_CHUNK_SIZE and resumes after the bytes
+    # written, so the file must outgrow one chunk and the connection drop after it.
+    chunk = hf_constants.DOWNLOAD_CHUNK_SIZE
+    content = _random_bytes(chunk + 1_000_000, seed=11)
+    hub.repos["acme/big-GGUF"] = {"big-q4_k_m.gguf": content}
+    hub.drop_first_get_after["big-q4_k_m.gguf"] = chunk + 500_000
+
+    result = run_script(hub, tmp_path, "--repo", "acme/big-GGUF", "--dir", "models")
+
+    assert result.returncode == 0, result.stderr
+    target = model_dir(tmp_path, "acme/big-GGUF") / "big-q4_k_m.gguf"
+    assert last_line(result.stdout) == str(target.resolve())
+    assert target.read_bytes() == content
+    resolve = hub.resolve_path("big-q4_k_m.gguf", "acme/big-GGUF")
+    assert hub.requests == [
+        Seen("GET", hub.tree_path("acme/big-GGUF")),
+        Seen("HEAD", resolve),
+        Seen("GET", resolve),
+        Seen("GET", resolve, f"bytes={chunk}-"),
+    ]
+    assert not hub.drop_first_get_after  # the connection really was dropped once
+
+
+def test_partial_file_left_by_an_earlier_run_cannot_corrupt_the_download(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    """huggingface_hub 2.4.0 keeps no partial file between runs, so this one is ignored.
+
+    It is put where huggingface_hub's own `incomplete_path` says and filled with wrong
+    bytes: were it resumed from, the result would differ from the served file.
+    """
+    content = hub.repos[REPO][Q4]
+    folder = model_dir(tmp_path)
+    stale = get_local_download_paths(folder, Q4).incomplete_path(etag(content))
+    assert stale.parent == folder / ".cache" / "huggingface" / "download"
+    stale.write_bytes(bytes(100_000))
+
+    result = run_script(hub, tmp_path, "--repo", REPO, "--dir", "models")
+
+    assert result.returncode == 0, result.stderr
+    assert (folder / Q4).read_bytes() == content
+    gets = [seen for seen in hub.requests if seen.method == "GET" and "/resolve/" in seen.path]
+    assert gets == [Seen("GET", hub.resolve_path(Q4))]  # from byte 0: no Range
+
+
+def test_file_flag_overrides_the_environment_and_is_case_insensitive(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    result = run_script(
+        hub,
+        tmp_path,
+        "--repo",
+        REPO,
+        "--dir",
+        "models",
+        "--file",
+        "*Q8_0.gguf",
+        LLM_SERVICE_MODEL_FILE="*q4_k_m.gguf",
+    )
+
+    assert result.returncode == 0, result.stderr
+    target = model_dir(tmp_path) / Q8
+    assert last_line(result.stdout) == str(target.resolve())
+    assert target.read_bytes() == hub.repos[REPO][Q8]
+    assert not (model_dir(tmp_path) / Q4).exists()
+    assert Seen("GET", hub.resolve_path(Q8)) in hub.requests
+
+
+def test_config_file_sets_the_defaults_and_flags_override_it(hub: FakeHub, tmp_path: Path) -> None:
+    toml = tmp_path / "settings.toml"
+    toml.write_text(f'[model]\nrepo = "{REPO}"\ndir = "store"\nfile = "*q8_0.gguf"\n')
+
+    from_file = run_script(hub, tmp_path, "--config", str(toml))
+    overridden = run_script(hub, tmp_path, "--config", str(toml), "--file", "*q4_k_m.gguf")
+
+    assert from_file.returncode == 0, from_file.stderr
+    assert overridden.returncode == 0, overridden.stderr
+    store = tmp_path / "store" / REPO
+    assert last_line(from_file.stdout) == str((store / Q8).resolve())
+    assert last_line(overridden.stdout) == str((store / Q4).resolve())
+    assert (store / Q8).read_bytes() == hub.repos[REPO][Q8]
+    assert (store / Q4).read_bytes() == hub.repos[REPO][Q4]
+
+
+def test_no_match_fails_naming_the_available_gguf_files(hub: FakeHub, tmp_path: Path) -> None:
+    result = run_script(hub, tmp_path, "--repo", REPO, "--dir", "models", "--file", "*q2_k.gguf")
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    message = last_line(result.stderr)
+    assert message.startswith("error: ")
+    assert "'*q2_k.gguf'" in message
+    assert Q4 in message
+    assert Q8 in message
+    assert "README.md" not in message
+    assert "Traceback" not in result.stderr
+    assert hub.requests == [Seen("GET", hub.tree_path())]
+    assert not model_dir(tmp_path).exists()
+
+
+def test_environment_variables_are_honoured(hub: FakeHub, tmp_path: Path) -> None:
+    result = run_script(
+        hub,
+        tmp_path,
+        LLM_SERVICE_MODEL_REPO=REPO,
+        LLM_SERVICE_MODEL_FILE="*q8_0.gguf",
+        LLM_SERVICE_MODEL_DIR=str(tmp_path / "elsewhere"),
+    )
+
+    assert result.returncode == 0, result.stderr
+    target = tmp_path / "elsewhere" / REPO / Q8
+    assert last_line(result.stdout) == str(target.resolve())
+    assert target.read_bytes() == hub.repos[REPO][Q8]
+    assert not (tmp_path / "models").exists()
+
+
+def test_several_matches_take_the_first_by_name_and_say_so(hub: FakeHub, tmp_path: Path) -> None:
+    result = run_script(hub, tmp_path, "--repo", REPO, "--dir", "models", "--file", "*.gguf")
+
+    assert result.returncode == 0, result.stderr
+    assert last_line(result.stdout) == str((model_dir(tmp_path) / Q4).resolve())
+    assert f"taking {Q4}" in result.stderr
+    assert f"not {Q8}" in result.stderr
+    assert not (model_dir(tmp_path) / Q8).exists()
+
+
+def test_split_model_downloads_every_part_and_completes_a_partial_set(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    parts = [f"q4/split-q4_k_m-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
+    repo = "acme/split-GGUF"
+    hub.repos[repo] = {part: _random_bytes(50_000, seed=i) for i, part in enumerate(parts)}
+    hub.repos[repo]["q8/split-q8_0.gguf"] = b"q8"
+    folder = model_dir(tmp_path, repo)
+    args = ("--repo", repo, "--dir", "models", "--file", "*q4_k_m-00001-of-*.gguf")
+
+    first = run_script(hub, tmp_path, *args)
+
+    assert first.returncode == 0, first.stderr
+    assert last_line(first.stdout) == str((folder / parts[0]).resolve())
+    for part in parts:
+        assert (folder / part).read_bytes() == hub.repos[repo][part]
+    assert not (folder / "q8").exists()
+
+    # Part 3 lost (say, a run killed between parts): not a no-op, and only part 3 is fetched.
+    (folder / parts[2]).unlink()
+    hub.requests.clear()
+    second = run_script(hub, tmp_path, *args)
+
+    assert second.returncode == 0, second.stderr
+    assert (folder / parts[2]).read_bytes() == hub.repos[repo][parts[2]]
+    gets = [seen.path for seen in hub.requests if seen.method == "GET" and "/resolve/" in seen.path]
+    assert gets == [hub.resolve_path(parts[2], repo)]
+
+
+def test_unknown_repository_fails_in_one_line(hub: FakeHub, tmp_path: Path) -> None:
+    result = run_script(hub, tmp_path, "--repo", "acme/missing", "--dir", "models")
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert last_line(result.stderr).startswith("error: repository acme/missing not found on")
+    assert hub.url in last_line(result.stderr)
+    assert hub.requests == [Seen("GET", hub.tree_path("acme/missing"))]
+
+
+def test_invalid_settings_exit_2_before_any_request(hub: FakeHub, tmp_path: Path) -> None:
+    result = run_script(hub, tmp_path, "--repo", REPO, LLM_SERVICE_MODEL_NCTX="1")
+
+    assert result.returncode == 2
+    assert "LLM_SERVICE_MODEL_NCTX" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert hub.requests == []
+
+
+def _load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("download_model_under_test", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_network_error_is_one_line_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In-process: a refused connection is retried by huggingface_hub for ~20 s first."""
+    script = _load_script()
+
+    class RefusingApi:
+        def list_repo_files(self, repo_id: str) -> list[str]:
+            raise httpx2.ConnectError("[Errno 111] Connection refused")
+
+    def no_download(*args: object, **kwargs: object) -> str:
+        raise AssertionError("hf_hub_download must not be reached")
+
+    monkeypatch.setattr(script, "HfApi", RefusingApi)
+    monkeypatch.setattr(script, "hf_hub_download", no_download)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)  # a safety net: no real request
+    for var in [v for v in os.environ if v.startswith("LLM_SERVICE_")]:
+        monkeypatch.delenv(var)
+
+    code = script.main(["--repo", REPO, "--dir", str(tmp_path / "models")])
+
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    message = last_line(captured.err)
+    assert message.startswith(f"error: downloading {REPO} from ")
+    assert "ConnectError: [Errno 111] Connection refused" in message
