@@ -7,7 +7,6 @@ from the environment and the optional TOML file.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,13 +26,8 @@ from config.settings import Settings
 
 __all__ = ("create_app",)
 
-logger = logging.getLogger("llm_service")
-
-
 def _default_engine(settings: Settings) -> LlamaEngine:
-    choice = resolve_model(settings.model)
-    log = logger.warning if choice.origin == "embedded" else logger.info
-    log("Serving %s (%s)", choice.path.name, choice.reason)
+    choice = resolve_model(settings.model)  # fails at start-up, naming the bad setting
     return LlamaEngine(choice, settings.model, queue_size=settings.server.queue_size)
 
 
@@ -45,6 +39,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         root={"level": settings.server.log_level.upper(), "handlers": ["queue_listener"]},
         log_exceptions="never",  # app.errors logs what deserves it, once
     )
+    # Apply it now: the engine thread logs while the app is still starting up.
     logging_config.configure()()
     the_engine = engine if engine is not None else _default_engine(settings)
 

@@ -56,7 +56,7 @@ def embedded_model_path() -> Path | None:
 
 def download_folder(model: ModelSettings) -> Path:
     """Where files of `model.repo` are downloaded: `<dir>/<owner>/<name>/`."""
-    return Path(model.dir) / model.repo
+    return Path(model.dir).expanduser() / model.repo
 
 
 def matches(name: str, pattern: str) -> bool:

@@ -203,11 +203,14 @@ class LlamaEngine:
     # --- worker thread ----------------------------------------------------------------
 
     def _load(self) -> None:
-        settings = self._settings
+        choice, settings = self._choice, self._settings
+        # The embedded fallback is a 135M demo model: say so loudly, once per server.
+        log = logger.warning if choice.origin == "embedded" else logger.info
+        log("Loading %s (%s)", choice.path.name, choice.reason)
         threads = settings.n_threads or default_threads()
         started = time.perf_counter()
         llama = Llama(
-            model_path=str(self._choice.path),
+            model_path=str(choice.path),
             n_ctx=settings.n_ctx,
             n_batch=settings.n_batch,
             n_threads=threads,
