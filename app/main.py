@@ -26,6 +26,7 @@ from config.settings import Settings
 
 __all__ = ("create_app",)
 
+
 def _default_engine(settings: Settings) -> LlamaEngine:
     choice = resolve_model(settings.model)  # fails at start-up, naming the bad setting
     return LlamaEngine(choice, settings.model, queue_size=settings.server.queue_size)

@@ -19,7 +19,6 @@ keeps every reply reproducible, and still skips the bulk of a long shared prefix
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import ctypes
 import logging
@@ -27,27 +26,21 @@ import os
 import random
 import threading
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import llama_cpp
 from llama_cpp import Llama
 
-from app.engine.base import ChatPrompt, EngineState, Finished, GenerationEvent, TextDelta
+from app.engine.base import ChatPrompt, EngineState, Finished, TextDelta
+from app.engine.jobs import Job, JobHandle, JobQueue, JobRecord
 from app.engine.template import ChatTemplate
 from config.model_source import ModelChoice, served_model_id
 from config.settings import ModelSettings
-from conversion.errors import (
-    InternalError,
-    ModelNotReadyError,
-    OpenAIError,
-    ServerBusyError,
-)
+from conversion.errors import InternalError, ModelNotReadyError, OpenAIError
 from conversion.messages import TemplateMessage
 from conversion.requests import GenerationParams
 from conversion.text import TextAssembler
 
-__all__ = ("JobRecord", "LlamaEngine", "default_threads")
+__all__ = ("LlamaEngine", "default_threads")
 
 logger = logging.getLogger("llm_service.engine")
 
@@ -65,60 +58,6 @@ def _llama_seed(seed: int | None) -> int:
     return min(seed & 0xFFFFFFFF, 0xFFFFFFFE)
 
 
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    """What happened to a finished request; kept for tests and diagnostics."""
-
-    outcome: str
-    prompt_tokens: int
-    completion_tokens: int
-    tokens_after_cancel: int | None
-
-
-@dataclass(eq=False)
-class _Job:
-    prompt: list[int]
-    params: GenerationParams
-    loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue[GenerationEvent | BaseException] = field(default_factory=asyncio.Queue)
-    cancelled: bool = False
-    completion_tokens: int = 0
-    tokens_at_cancel: int | None = None
-
-    def put(self, item: GenerationEvent | BaseException) -> None:
-        """Hand an event to the request's event loop (called from the worker thread)."""
-        try:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, item)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            self.cancelled = True
-
-
-class _Generation:
-    def __init__(self, engine: LlamaEngine, job: _Job) -> None:
-        self._engine = engine
-        self._job = job
-
-    def cancel(self) -> None:
-        self._engine._cancel(self._job)
-
-    async def events(self) -> AsyncIterator[GenerationEvent]:
-        finished = False
-        try:
-            while True:
-                item = await self._job.events.get()
-                if isinstance(item, BaseException):
-                    finished = True
-                    raise item
-                if isinstance(item, Finished):
-                    finished = True
-                yield item
-                if finished:
-                    return
-        finally:
-            if not finished:
-                self.cancel()
-
-
 class LlamaEngine:
     """See the module docstring. Create, then `start()`; `close()` when done."""
 
@@ -127,19 +66,15 @@ class LlamaEngine:
         self.created = int(choice.path.stat().st_mtime)
         self._choice = choice
         self._settings = settings
-        self._queue_size = queue_size
         self._state: EngineState = "loading"
-        self._cond = threading.Condition()
-        self._waiting: collections.deque[_Job] = collections.deque()
-        self._running: _Job | None = None
+        self._queue = JobQueue(queue_size)
         self._thread = threading.Thread(target=self._work, name="llm-engine", daemon=True)
         self._llama: Llama | None = None
         self._template: ChatTemplate | None = None
         self._pieces: dict[int, bytes] = {}
         self._cached_prompt: list[int] = []
-        self.records: collections.deque[JobRecord] = collections.deque(maxlen=64)
 
-    # --- public interface (event-loop side) ------------------------------------------
+    # --- event-loop side ----------------------------------------------------------------
 
     @property
     def state(self) -> EngineState:
@@ -148,6 +83,13 @@ class LlamaEngine:
     @property
     def context_length(self) -> int:
         return self._llama.n_ctx() if self._llama is not None else 0
+
+    @property
+    def records(self) -> collections.deque[JobRecord]:
+        return self._queue.records
+
+    def queue_depth(self) -> int:
+        return self._queue.depth()
 
     def start(self) -> None:
         self._thread.start()
@@ -160,47 +102,18 @@ class LlamaEngine:
         tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=not has_special, special=True)
         return ChatPrompt(tokens, stop)
 
-    def submit(self, prompt: list[int], params: GenerationParams) -> _Generation:
-        job = _Job(prompt, params, asyncio.get_running_loop())
-        with self._cond:
-            if self._state != "ready":
-                raise ModelNotReadyError(f"The model is not ready (state: {self._state}).")
-            busy = self._running is not None or self._waiting
-            if busy and len(self._waiting) >= self._queue_size:
-                raise ServerBusyError(
-                    f"The server is busy: {len(self._waiting)} requests are already waiting "
-                    "for the model. Retry shortly."
-                )
-            self._waiting.append(job)
-            self._cond.notify()
-        return _Generation(self, job)
-
-    def queue_depth(self) -> int:
-        return len(self._waiting)
+    def submit(self, prompt: list[int], params: GenerationParams) -> JobHandle:
+        if self._state != "ready":
+            raise ModelNotReadyError(f"The model is not ready (state: {self._state}).")
+        return self._queue.submit(prompt, params)
 
     def close(self) -> None:
-        with self._cond:
-            self._state = "closed"
-            waiting, self._waiting = list(self._waiting), collections.deque()
-            if self._running is not None:
-                self._running.cancelled = True
-            self._cond.notify_all()
-        for job in waiting:
-            job.put(ModelNotReadyError("The server is shutting down."))
+        self._state = "closed"
+        self._queue.close()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=30)
 
-    def _cancel(self, job: _Job) -> None:
-        with self._cond:
-            if job.cancelled:
-                return
-            job.cancelled = True
-            job.tokens_at_cancel = job.completion_tokens
-            if job in self._waiting:
-                self._waiting.remove(job)
-                self.records.append(JobRecord("cancelled", len(job.prompt), 0, 0))
-
-    # --- worker thread ----------------------------------------------------------------
+    # --- worker thread ------------------------------------------------------------------
 
     def _load(self) -> None:
         choice, settings = self._choice, self._settings
@@ -236,21 +149,10 @@ class LlamaEngine:
             logger.exception("Loading the model from %s failed", self._choice.path)
             self._state = "failed"
             return
-        with self._cond:
-            if self._state == "loading":
-                self._state = "ready"
-        while True:
-            with self._cond:
-                while not self._waiting and self._state == "ready":
-                    self._cond.wait()
-                if self._state != "ready":
-                    break
-                job = self._running = self._waiting.popleft()
-            try:
-                self._generate(job)
-            finally:
-                with self._cond:
-                    self._running = None
+        if self._state == "loading":
+            self._state = "ready"
+        while (job := self._queue.take()) is not None:
+            self._run(job)
         if self._llama is not None:
             self._llama.close()
 
@@ -279,15 +181,54 @@ class LlamaEngine:
             same += 1
         return same // n_batch * n_batch
 
-    def _generate(self, job: _Job) -> None:
+    def _prefill(self, job: Job, reused: int) -> bool:
+        """Evaluate the prompt up to its last chunk, checking for cancellation between
+        chunks (a long prompt takes seconds); `Llama.generate` evaluates the last chunk,
+        so chunk boundaries are those of a fresh evaluation. False if cancelled."""
         llama = self._llama
         assert llama is not None
-        if job.cancelled:
-            return
-        # Llama.generate keeps whatever prefix of its cache matches; hand it only the
-        # chunk-aligned part of the previous prompt, so the rest is evaluated exactly as
-        # a fresh evaluation would.
-        llama.n_tokens = self._reusable_prefix(job.prompt, llama.n_batch)
+        n_batch = llama.n_batch
+        llama.n_tokens = reused  # Llama.generate keeps exactly this much of its cache
+        last_chunk = (len(job.prompt) - 1) // n_batch * n_batch
+        for begin in range(reused, last_chunk, n_batch):
+            if job.cancelled:
+                break
+            llama.eval(job.prompt[begin : begin + n_batch])
+        self._cached_prompt = job.prompt[: llama.n_tokens]
+        return not job.cancelled
+
+    def _run(self, job: Job) -> None:
+        llama = self._llama
+        assert llama is not None
+        reused = self._reusable_prefix(job.prompt, llama.n_batch)
+        cancelled_after = None
+        try:
+            outcome = self._decode(job) if self._prefill(job, reused) else None
+        except Exception as exc:
+            logger.exception("Generation failed")
+            llama.reset()  # type: ignore[no-untyped-call]
+            self._cached_prompt = []
+            job.put(exc if isinstance(exc, OpenAIError) else InternalError("Generation failed."))
+            outcome = "failed"
+        if outcome is None:
+            outcome = "cancelled"
+            cancelled_after = job.completion_tokens - (job.tokens_at_cancel or 0)
+        evaluated = max(0, min(llama.n_tokens, len(job.prompt)) - reused)
+        self.records.append(
+            JobRecord(
+                outcome,
+                len(job.prompt),
+                reused,
+                evaluated,
+                job.completion_tokens,
+                cancelled_after,
+            )
+        )
+
+    def _decode(self, job: Job) -> str | None:
+        """Generate and stream the reply; its finish reason, or None if cancelled."""
+        llama = self._llama
+        assert llama is not None
         self._cached_prompt = job.prompt
         params = job.params
         limit = llama.n_ctx() - len(job.prompt)
@@ -296,7 +237,7 @@ class LlamaEngine:
         llama.set_seed(_llama_seed(params.sampling.seed))
         assembler = TextAssembler(params.stop)
         vocab = llama._model.vocab
-        finish: str = "length"
+        finish = "length"
         tokens = llama.generate(
             job.prompt,
             temp=params.sampling.temperature,
@@ -309,7 +250,7 @@ class LlamaEngine:
         try:
             for token in tokens:
                 if job.cancelled:
-                    break
+                    return None
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     finish = "stop"
                     break
@@ -322,23 +263,9 @@ class LlamaEngine:
                     break
                 if job.completion_tokens >= limit:
                     break
-        except Exception as exc:
-            logger.exception("Generation failed")
-            llama.reset()  # type: ignore[no-untyped-call]
-            self._cached_prompt = []
-            job.put(exc if isinstance(exc, OpenAIError) else InternalError("Generation failed."))
-            self.records.append(JobRecord("failed", len(job.prompt), job.completion_tokens, None))
-            return
         finally:
             tokens.close()
-        if job.cancelled:
-            after = job.completion_tokens - (job.tokens_at_cancel or 0)
-            self.records.append(
-                JobRecord("cancelled", len(job.prompt), job.completion_tokens, after)
-            )
-            return
-        tail = assembler.finish()
-        if tail:
+        if tail := assembler.finish():
             job.put(TextDelta(tail))
         job.put(Finished(finish, len(job.prompt), job.completion_tokens))  # type: ignore[arg-type]
-        self.records.append(JobRecord(finish, len(job.prompt), job.completion_tokens, None))
+        return finish

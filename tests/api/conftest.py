@@ -24,7 +24,7 @@ async def started_client(
 ) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(app) as client:
         with anyio.fail_after(30):
-            while wait_ready and (await client.get("/health")).status_code != 200:  # noqa: ASYNC110 - polling the real endpoint is the point
+            while wait_ready and (await client.get("/health")).status_code != 200:
                 await anyio.sleep(0.02)
         yield client
 

@@ -9,7 +9,8 @@ huggingface_hub 2.4.0 makes for `HfApi.list_repo_files` and `hf_hub_download`:
 
 Errors carry the Hub's `X-Error-Code` header, from which huggingface_hub picks its
 exception class. Every request is recorded so that the tests can check what the script
-asked for, and that it asked for nothing when it had nothing to do. The script reaches the
+asked for (a resumed download is a GET with `Range`), and that it asked for nothing when it
+had nothing to do. The script reaches the
 stand-in through HF_ENDPOINT, which huggingface_hub reads once at import time; that is why
 the script runs in a subprocess with HF_ENDPOINT in its environment.
 """
@@ -22,9 +23,11 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,8 +68,9 @@ class FakeHub:
     url: str = ""
     repos: dict[str, dict[str, bytes]] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
-    drop_first_get_after: dict[str, int] = field(default_factory=dict)
-    """File name -> bytes to send before the first GET of it loses its connection."""
+    stall_first_get_after: dict[str, int] = field(default_factory=dict)
+    """File name -> bytes to send before the first GET of it stalls until `release`."""
+    release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def resolve_path(self, filename: str, repo: str = REPO) -> str:
@@ -179,11 +183,13 @@ class _HubHandler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return
         with hub.lock:
-            cut = hub.drop_first_get_after.pop(filename, None)
+            cut = hub.stall_first_get_after.pop(filename, None)
         if cut is not None:
+            # Part of the body, then silence: a connection that hangs (lost Wi-Fi, sleep).
             self.wfile.write(content[start:cut])
             self.wfile.flush()
-            self.close_connection = True  # short body, then EOF: a dropped connection
+            hub.release.wait(timeout=60)
+            self.close_connection = True
             return
         self.wfile.write(content[start:])
 
@@ -209,15 +215,14 @@ def hub() -> Iterator[FakeHub]:
     try:
         yield fake
     finally:
+        fake.release.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
 
 
-def run_script(
-    hub: FakeHub, tmp_path: Path, *args: str, **env: str
-) -> subprocess.CompletedProcess[str]:
-    """The script in a fresh interpreter, pointed at `hub`, isolated from this machine.
+def script_env(hub: FakeHub, tmp_path: Path, **env: str) -> dict[str, str]:
+    """An environment pointed at `hub` and isolated from this machine.
 
     No LLM_SERVICE_* or HF_* variables leak in (a token, an offline flag, a config file),
     no proxy is used for 127.0.0.1, and huggingface_hub's own cache (HF_HOME) is in
@@ -229,17 +234,23 @@ def run_script(
         if not key.startswith(("LLM_SERVICE_", "HF_", "HUGGING"))
         and key.lower() not in {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
     }
-    clean |= {
+    return clean | {
         "HF_ENDPOINT": hub.url,
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "HF_HOME": str(tmp_path / "hf-home"),
         "NO_PROXY": "127.0.0.1",
         **env,
     }
+
+
+def run_script(
+    hub: FakeHub, tmp_path: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The script in a fresh interpreter, with `script_env`."""
     return subprocess.run(
         [sys.executable, str(SCRIPT), *args],
         cwd=tmp_path,
-        env=clean,
+        env=script_env(hub, tmp_path, **env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -255,6 +266,15 @@ def last_line(text: str) -> str:
 
 def model_dir(tmp_path: Path, repo: str = REPO) -> Path:
     return tmp_path / "models" / repo
+
+
+def partial_path(folder: Path, name: str, content: bytes) -> Path:
+    """Where the script keeps the partial download of `content` between runs."""
+    return folder / ".cache" / "llm-service" / f"{name}.{etag(content)}.part"
+
+
+def resolve_gets(hub: FakeHub) -> list[Seen]:
+    return [seen for seen in hub.requests if seen.method == "GET" and "/resolve/" in seen.path]
 
 
 def test_downloads_the_default_quantization_and_prints_its_path(
@@ -290,50 +310,128 @@ def test_second_run_is_a_no_op_without_any_request(hub: FakeHub, tmp_path: Path)
     assert hub.requests == []
 
 
-def test_dropped_connection_resumes_with_a_range_request(hub: FakeHub, tmp_path: Path) -> None:
-    # huggingface_hub writes in chunks of DOWNLOAD_CHUNK_SIZE and resumes after the bytes
-    # written, so the file must outgrow one chunk and the connection drop after it.
+def test_interrupted_download_resumes_in_the_next_run(hub: FakeHub, tmp_path: Path) -> None:
+    """Ctrl-C in the middle of a file keeps the bytes so far; the next run asks for the rest.
+
+    huggingface_hub's `http_get` writes in chunks of DOWNLOAD_CHUNK_SIZE, so the file
+    outgrows one chunk and the connection stalls after it, which leaves one chunk on disk.
+    """
     chunk = hf_constants.DOWNLOAD_CHUNK_SIZE
+    repo, name = "acme/big-GGUF", "big-q4_k_m.gguf"
     content = _random_bytes(chunk + 1_000_000, seed=11)
-    hub.repos["acme/big-GGUF"] = {"big-q4_k_m.gguf": content}
-    hub.drop_first_get_after["big-q4_k_m.gguf"] = chunk + 500_000
+    hub.repos[repo] = {name: content}
+    hub.stall_first_get_after[name] = chunk + 500_000
+    folder = model_dir(tmp_path, repo)
+    partial = partial_path(folder, name, content)
+    args = ("--repo", repo, "--dir", "models")
 
-    result = run_script(hub, tmp_path, "--repo", "acme/big-GGUF", "--dir", "models")
+    first = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args],
+        cwd=tmp_path,
+        env=script_env(hub, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (partial.is_file() and partial.stat().st_size >= chunk):
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the first chunk never reached the disk"
+            time.sleep(0.05)
+        first.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = first.communicate(timeout=30)
+    finally:
+        hub.release.set()
+        if first.poll() is None:
+            first.kill()
+            first.wait()
 
-    assert result.returncode == 0, result.stderr
-    target = model_dir(tmp_path, "acme/big-GGUF") / "big-q4_k_m.gguf"
-    assert last_line(result.stdout) == str(target.resolve())
-    assert target.read_bytes() == content
-    resolve = hub.resolve_path("big-q4_k_m.gguf", "acme/big-GGUF")
+    assert first.returncode == 130, err
+    assert out == ""
+    assert "interrupted" in last_line(err)
+    assert "Traceback" not in err
+    assert not (folder / name).exists()
+    assert partial.read_bytes() == content[:chunk]  # kept, for the next run
+    resolve = hub.resolve_path(name, repo)
+    assert resolve_gets(hub) == [Seen("GET", resolve)]
+    hub.requests.clear()
+
+    second = run_script(hub, tmp_path, *args)
+
+    assert second.returncode == 0, second.stderr
+    assert last_line(second.stdout) == str((folder / name).resolve())
+    assert (folder / name).read_bytes() == content
     assert hub.requests == [
-        Seen("GET", hub.tree_path("acme/big-GGUF")),
+        Seen("GET", hub.tree_path(repo)),
         Seen("HEAD", resolve),
-        Seen("GET", resolve),
         Seen("GET", resolve, f"bytes={chunk}-"),
     ]
-    assert not hub.drop_first_get_after  # the connection really was dropped once
+    assert f"Resuming {name} at byte {chunk}" in second.stderr
+    assert not partial.exists()
 
 
-def test_partial_file_left_by_an_earlier_run_cannot_corrupt_the_download(
-    hub: FakeHub, tmp_path: Path
-) -> None:
-    """huggingface_hub 2.4.0 keeps no partial file between runs, so this one is ignored.
+def test_partial_of_another_version_is_discarded(hub: FakeHub, tmp_path: Path) -> None:
+    """A partial named after an older ETag is deleted, and the file fetched from byte 0.
 
-    It is put where huggingface_hub's own `incomplete_path` says and filled with wrong
-    bytes: were it resumed from, the result would differ from the served file.
+    It holds the first bytes of the current file, so were it continued, the result would
+    even be right: only the requests tell. huggingface_hub's own temporary file from a
+    killed `hf_hub_download` of this file (never reusable) is deleted too.
     """
     content = hub.repos[REPO][Q4]
     folder = model_dir(tmp_path)
-    stale = get_local_download_paths(folder, Q4).incomplete_path(etag(content))
-    assert stale.parent == folder / ".cache" / "huggingface" / "download"
-    stale.write_bytes(bytes(100_000))
+    old = partial_path(folder, Q4, b"the previous version of the file")
+    old.parent.mkdir(parents=True)
+    old.write_bytes(content[:100_000])
+    unrelated = partial_path(folder, Q8, hub.repos[REPO][Q8])
+    unrelated.write_bytes(hub.repos[REPO][Q8][:1000])
+    hf_incomplete = get_local_download_paths(folder, Q4).incomplete_path(etag(content))
+    hf_orphan = hf_incomplete.with_name(f"{hf_incomplete.stem}.0123abcd.incomplete")
+    hf_orphan.write_bytes(content[:100_000])
 
     result = run_script(hub, tmp_path, "--repo", REPO, "--dir", "models")
 
     assert result.returncode == 0, result.stderr
     assert (folder / Q4).read_bytes() == content
-    gets = [seen for seen in hub.requests if seen.method == "GET" and "/resolve/" in seen.path]
-    assert gets == [Seen("GET", hub.resolve_path(Q4))]  # from byte 0: no Range
+    assert resolve_gets(hub) == [Seen("GET", hub.resolve_path(Q4))]  # from byte 0: no Range
+    assert not old.exists()
+    assert not hf_orphan.exists()
+    assert not partial_path(folder, Q4, content).exists()
+    assert unrelated.exists()  # another file's partial is left alone
+
+
+def test_corrupt_partial_fails_the_sha256_check_and_the_next_run_starts_over(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    """A partial of the right length but with a wrong byte: only the sha256 can tell."""
+    content = hub.repos[REPO][Q4]
+    folder = model_dir(tmp_path)
+    partial = partial_path(folder, Q4, content)
+    partial.parent.mkdir(parents=True)
+    corrupt = bytearray(content[:100_000])
+    corrupt[50_000] ^= 0xFF
+    partial.write_bytes(corrupt)
+    args = ("--repo", REPO, "--dir", "models")
+
+    first = run_script(hub, tmp_path, *args)
+
+    assert first.returncode == 1
+    assert first.stdout == ""
+    assert "Traceback" not in first.stderr
+    message = last_line(first.stderr)
+    assert message.startswith(f"error: {REPO}: the download of {Q4} has sha256 ")
+    assert f"instead of {etag(content)}" in message
+    assert "run again" in message
+    assert resolve_gets(hub) == [Seen("GET", hub.resolve_path(Q4), "bytes=100000-")]
+    assert not partial.exists()
+    assert not (folder / Q4).exists()
+    hub.requests.clear()
+
+    second = run_script(hub, tmp_path, *args)
+
+    assert second.returncode == 0, second.stderr
+    assert (folder / Q4).read_bytes() == content
+    assert resolve_gets(hub) == [Seen("GET", hub.resolve_path(Q4))]
 
 
 def test_file_flag_overrides_the_environment_and_is_case_insensitive(

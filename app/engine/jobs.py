@@ -1,0 +1,152 @@
+"""Requests as jobs: a bounded FIFO queue between the event loop and a worker thread.
+
+Engine-agnostic on purpose: the serial engine takes one job at a time from it, and a
+batching engine can take several. The event loop side submits and cancels; the worker
+side takes jobs and hands events back through `Job.put`, which goes through
+`call_soon_threadsafe` so that the loop never blocks on the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from app.engine.base import Finished, GenerationEvent
+from conversion.errors import ModelNotReadyError, ServerBusyError
+from conversion.requests import GenerationParams
+
+__all__ = ("Job", "JobHandle", "JobQueue", "JobRecord")
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """What became of a request; kept (the last few) for diagnostics and tests."""
+
+    outcome: str
+    """`stop`, `length`, `cancelled` or `failed`."""
+    prompt_tokens: int
+    reused_tokens: int
+    """Prompt tokens whose KV cache was kept from the previous request."""
+    evaluated_tokens: int
+    """Prompt tokens evaluated for this request (less than the rest if cancelled)."""
+    completion_tokens: int
+    tokens_after_cancel: int | None
+    """For a cancelled request: tokens generated after the cancel was seen (≤ 1)."""
+
+
+@dataclass(eq=False)
+class Job:
+    prompt: list[int]
+    params: GenerationParams
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue[GenerationEvent | BaseException] = field(default_factory=asyncio.Queue)
+    cancelled: bool = False
+    """Set from the event loop; the worker checks it between tokens and prompt chunks."""
+    completion_tokens: int = 0
+    tokens_at_cancel: int | None = None
+
+    def put(self, item: GenerationEvent | BaseException) -> None:
+        """Hand an event to the request's event loop (called from the worker thread)."""
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self.cancelled = True
+
+
+class JobHandle:
+    """The `Generation` a route holds: iterate `events()`, or `cancel()`."""
+
+    def __init__(self, queue: JobQueue, job: Job) -> None:
+        self._queue = queue
+        self._job = job
+        self._done = False
+
+    def cancel(self) -> None:
+        if not self._done:
+            self._queue.cancel(self._job)
+
+    async def events(self) -> AsyncIterator[GenerationEvent]:
+        try:
+            while True:
+                item = await self._job.events.get()
+                if isinstance(item, BaseException):
+                    self._done = True
+                    raise item
+                if isinstance(item, Finished):
+                    self._done = True
+                yield item
+                if self._done:
+                    return
+        finally:
+            self.cancel()  # left early: stop the work (a no-op once done)
+
+
+class JobQueue:
+    """FIFO of waiting jobs with a bound; `capacity` jobs may wait besides the running."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._cond = threading.Condition()
+        self._waiting: collections.deque[Job] = collections.deque()
+        self._running: Job | None = None
+        self._open = True
+        self.records: collections.deque[JobRecord] = collections.deque(maxlen=64)
+
+    def depth(self) -> int:
+        return len(self._waiting)
+
+    def submit(self, prompt: list[int], params: GenerationParams) -> JobHandle:
+        """Queue a job for the worker (event-loop side)."""
+        job = Job(prompt, params, asyncio.get_running_loop())
+        with self._cond:
+            if not self._open:
+                raise ModelNotReadyError("The server is shutting down.")
+            busy = self._running is not None or self._waiting
+            if busy and len(self._waiting) >= self._capacity:
+                raise ServerBusyError(
+                    f"The server is busy: {len(self._waiting)} requests are already waiting "
+                    "for the model. Retry shortly."
+                )
+            self._waiting.append(job)
+            self._cond.notify()
+        return JobHandle(self, job)
+
+    def cancel(self, job: Job) -> None:
+        """Stop a job: a waiting one leaves the queue at once, a running one at its
+        worker's next check."""
+        with self._cond:
+            if job.cancelled:
+                return
+            job.cancelled = True
+            job.tokens_at_cancel = job.completion_tokens
+            if job in self._waiting:
+                self._waiting.remove(job)
+                self.records.append(JobRecord("cancelled", len(job.prompt), 0, 0, 0, 0))
+
+    def take(self) -> Job | None:
+        """Block until a job arrives (worker side); None once the queue is closed."""
+        with self._cond:
+            self._running = None
+            while self._open and not self._waiting:
+                self._cond.wait()
+            if not self._open:
+                return None
+            self._running = self._waiting.popleft()
+            return self._running
+
+    def close(self) -> None:
+        """Refuse new jobs, fail the waiting ones and stop the running one."""
+        with self._cond:
+            self._open = False
+            waiting, self._waiting = list(self._waiting), collections.deque()
+            running = self._running
+            self._cond.notify_all()
+        shutting_down = ModelNotReadyError("The server is shutting down.")
+        for job in waiting:
+            job.put(shutting_down)
+        if running is not None:
+            running.cancelled = True
+            running.put(shutting_down)
