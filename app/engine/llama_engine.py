@@ -32,7 +32,7 @@ from llama_cpp import Llama
 
 from app.engine.base import ChatPrompt, EngineState, Finished, TextDelta
 from app.engine.jobs import Job, JobHandle, JobQueue, JobRecord
-from app.engine.template import ChatTemplate
+from app.engine.template import ChatTemplate, check_template_settings
 from config.model_source import ModelChoice, served_model_id
 from config.settings import ModelSettings
 from conversion.errors import InternalError, ModelNotReadyError, OpenAIError
@@ -62,6 +62,7 @@ class LlamaEngine:
     """See the module docstring. Create, then `start()`; `close()` when done."""
 
     def __init__(self, choice: ModelChoice, settings: ModelSettings, *, queue_size: int) -> None:
+        check_template_settings(settings)
         self.model_id = served_model_id(settings, choice.path)
         self.created = int(choice.path.stat().st_mtime)
         self._choice = choice

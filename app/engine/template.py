@@ -20,7 +20,7 @@ from config.settings import ModelSettings
 from conversion.errors import InvalidRequestError
 from conversion.messages import TemplateMessage
 
-__all__ = ("ChatTemplate", "builtin_formats")
+__all__ = ("ChatTemplate", "builtin_formats", "check_template_settings")
 
 Formatter = Callable[..., llama_chat_format.ChatFormatterResponse]
 
@@ -34,6 +34,33 @@ def builtin_formats() -> list[str]:
     )
 
 
+def _named_format(name: str) -> Formatter:
+    formatter = getattr(llama_chat_format, "format_" + name.replace("-", "_"), None)
+    if formatter is None:
+        raise SettingsError(
+            f"Invalid setting model.chat_format: unknown format {name!r}; "
+            f"known: {', '.join(builtin_formats())}"
+        )
+    return formatter  # type: ignore[no-any-return]
+
+
+def _template_file(path: Path) -> str:
+    try:
+        source = path.read_text(encoding="utf-8")
+        llama_chat_format.Jinja2ChatFormatter(template=source, eos_token="", bos_token="")
+    except (OSError, UnicodeDecodeError, jinja2.TemplateError) as exc:
+        raise SettingsError(f"Invalid setting model.chat_template_file: {exc}") from exc
+    return source
+
+
+def check_template_settings(settings: ModelSettings) -> None:
+    """Fail at start-up, not at model load, when the configured template is unusable."""
+    if settings.chat_template_file is not None:
+        _template_file(Path(settings.chat_template_file))
+    elif settings.chat_format is not None:
+        _named_format(settings.chat_format)
+
+
 class ChatTemplate:
     """Turns template messages into (prompt text, whether it already has BOS, stops)."""
 
@@ -44,22 +71,11 @@ class ChatTemplate:
     def _choose(self, llama: Llama, settings: ModelSettings) -> Formatter:
         if settings.chat_template_file is not None:
             path = Path(settings.chat_template_file)
-            try:
-                source = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise SettingsError(f"Invalid setting model.chat_template_file: {exc}") from exc
             self.description = f"Jinja template from {path}"
-            return self._jinja(llama, source)
+            return self._jinja(llama, _template_file(path))
         if settings.chat_format is not None:
-            name = "format_" + settings.chat_format.replace("-", "_")
-            formatter = getattr(llama_chat_format, name, None)
-            if formatter is None:
-                raise SettingsError(
-                    f"Invalid setting model.chat_format: unknown format "
-                    f"{settings.chat_format!r}; known: {', '.join(builtin_formats())}"
-                )
             self.description = f"built-in chat format {settings.chat_format!r}"
-            return formatter  # type: ignore[no-any-return]
+            return _named_format(settings.chat_format)
         embedded = llama.metadata.get("tokenizer.chat_template")
         if embedded is None:
             raise SettingsError(

@@ -1,0 +1,94 @@
+"""Chat template choices: the GGUF's own, a Jinja file, a built-in format; and their errors."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from app.main import create_app
+from config import ModelSettings, Settings, SettingsError
+from tests.api.conftest import started_client
+from tests.api.test_chat_api import HELLO, assert_error
+from tests.conftest import TEST_THREADS
+
+STRICT_CHATML = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'tool' %}{{ raise_exception('tool messages are not supported') }}"
+    "{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def settings_with(model_path: Path, **model: object) -> Settings:
+    return Settings(
+        model=ModelSettings(path=str(model_path), n_ctx=512, n_threads=TEST_THREADS, **model)  # type: ignore[arg-type]
+    )
+
+
+async def test_a_jinja_template_file_is_used_and_its_errors_are_400(
+    model_path: Path, tmp_path: Path
+) -> None:
+    template = tmp_path / "strict.jinja"
+    template.write_text(STRICT_CHATML)
+    default_app = create_app(settings_with(model_path))
+    custom_app = create_app(settings_with(model_path, chat_template_file=str(template)))
+    request = {"messages": HELLO, "max_tokens": 1}
+    async with started_client(default_app) as default, started_client(custom_app) as custom:
+        with_system = (await default.post("/v1/chat/completions", json=request)).json()
+        without = (await custom.post("/v1/chat/completions", json=request)).json()
+        # the GGUF template adds a default system prompt; this one does not
+        assert without["usage"]["prompt_tokens"] < with_system["usage"]["prompt_tokens"]
+        tool = [*HELLO, {"role": "tool", "content": "42", "tool_call_id": "c"}]
+        response = await custom.post("/v1/chat/completions", json={"messages": tool})
+        error = assert_error(response, 400, param="messages")
+        assert "tool messages are not supported" in error["message"]
+
+
+async def test_a_built_in_chat_format_can_be_named(model_path: Path) -> None:
+    app = create_app(settings_with(model_path, chat_format="chatml"))
+    async with started_client(app) as client:
+        response = await client.post(
+            "/v1/chat/completions", json={"messages": HELLO, "max_tokens": 2}
+        )
+        assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("model", "name"),
+    [
+        ({"chat_format": "no-such-format"}, "model.chat_format"),
+        ({"chat_template_file": "/no/such/file.jinja"}, "model.chat_template_file"),
+        ({"chat_template_file": "BROKEN"}, "model.chat_template_file"),
+    ],
+)
+def test_an_unusable_template_setting_fails_at_start_up(
+    model_path: Path, tmp_path: Path, model: dict[str, str], name: str
+) -> None:
+    if model.get("chat_template_file") == "BROKEN":
+        broken = tmp_path / "broken.jinja"
+        broken.write_text("{% for message in messages %}")  # never closed
+        model = {"chat_template_file": str(broken)}
+    with pytest.raises(SettingsError, match=name.replace(".", r"\.")):
+        create_app(settings_with(model_path, **model))
+
+
+async def test_unknown_fields_are_logged_at_debug_level(
+    model_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(settings_with(model_path))
+    requests_log = logging.getLogger("llm_service.requests")
+    requests_log.addHandler(caplog.handler)  # the app's logging config replaced root's
+    try:
+        async with started_client(app) as client:
+            with caplog.at_level(logging.DEBUG, logger="llm_service.requests"):
+                response = await client.post(
+                    "/v1/chat/completions",
+                    json={"messages": HELLO, "max_tokens": 1, "frobnicate": True, "store": False},
+                )
+    finally:
+        requests_log.removeHandler(caplog.handler)
+    assert response.status_code == 200
+    assert any("frobnicate" in r.getMessage() and "store" in r.getMessage() for r in caplog.records)
