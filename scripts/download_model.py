@@ -14,28 +14,38 @@ nothing is asked of the network, so a start-up script may call this every time.
 Exit codes: 0 done, 1 download failed (message on stderr), 2 invalid settings, 130 Ctrl-C.
 
 `HF_ENDPOINT` (a mirror), `HF_TOKEN` (gated repositories) and `HF_HUB_OFFLINE` are read by
-huggingface_hub itself, once, when it is imported. If the connection drops during a file,
-huggingface_hub reconnects and continues from the bytes it has (an HTTP Range request).
-Note that huggingface_hub 2.x does not keep a partial file between runs: a run that is
-killed or interrupted starts that file over next time.
+huggingface_hub itself, once, when it is imported.
+
+Downloads resume, also across runs: a file is written to
+`<dir>/<owner>/<name>/.cache/llm-service/<file>.<etag>.part`, which a run that is killed or
+interrupted (Ctrl-C, a lost connection, a sleeping laptop) leaves behind and the next run
+continues with an HTTP Range request. `hf_hub_download` cannot do this: huggingface_hub 2.x
+downloads to a temporary name unique to the process and deletes it when the run fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
-from huggingface_hub import HfApi, constants, hf_hub_download
+from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
     HFValidationError,
     RepositoryNotFoundError,
 )
+from huggingface_hub.file_download import HfFileMetadata, http_get
+
+# Exported by `huggingface_hub.utils`, but by a lazy `__init__` that mypy does not read as
+# a re-export.
+from huggingface_hub.utils import WeakFileLock, build_hf_headers  # type: ignore[attr-defined]
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,10 +54,19 @@ from config.loader import SettingsError, load_settings  # noqa: E402
 from config.model_source import download_folder, find_downloaded, matches  # noqa: E402
 from config.settings import ModelSettings  # noqa: E402
 
-__all__ = ("DownloadError", "choose_files", "download", "main")
+__all__ = ("DownloadError", "choose_files", "download", "fetch", "main")
 
 SPLIT_NAME = re.compile(r"(?P<stem>.+)-(?P<part>\d{5})-of-(?P<total>\d{5})\.gguf")
 """llama.cpp's `gguf-split` naming: a model in N files `<stem>-0000i-of-0000N.gguf`."""
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+"""The Hub's ETag of an LFS file (every GGUF is one) is the sha256 of its content."""
+
+PARTIAL_FOLDER = PurePosixPath(".cache", "llm-service")
+"""Where partial downloads wait for the next run, inside the repository's download folder.
+
+Under `.cache` like huggingface_hub's own files: `find_downloaded` only looks at `*.gguf`.
+"""
 
 HTTP_ERRORS: tuple[type[Exception], ...] = tuple(
     base
@@ -128,14 +147,119 @@ def choose_files(repo_files: Iterable[str], pattern: str) -> tuple[list[str], li
     return chosen, others
 
 
-def download(model: ModelSettings) -> Path:
-    """Download the files of `model` that match `model.file`; return the (first) GGUF.
+def _partial_path(local_dir: Path, name: str, etag: str) -> Path:
+    """The partial file of repository file `name` at version `etag`.
 
-    `hf_hub_download(local_dir=...)` writes each file to a temporary name under
-    `<local_dir>/.cache/huggingface/download/` and renames it when complete, so an
-    interrupted run never leaves a truncated `.gguf` that `find_downloaded` would pick up.
-    It also skips files already there whose recorded ETag still matches.
+    Named after the ETag so that a partial download of an older version of the file is
+    never continued with the bytes of a newer one.
     """
+    return local_dir / PARTIAL_FOLDER / f"{name}.{etag}.part"
+
+
+def _remove_leftovers(local_dir: Path, name: str, etag: str) -> None:
+    """Delete partial downloads of `name` that cannot be continued, to free their space.
+
+    That is this script's partials of other versions of the file, and the temporary files
+    that huggingface_hub's own download (`hf_hub_download`, used by earlier versions of
+    this script) leaves behind when the process is killed: `<hash>.<etag>.<id>.incomplete`,
+    unique to the process that wrote it, so never reused.
+    """
+    partial = _partial_path(local_dir, name, etag)
+    own = re.compile(re.escape(PurePosixPath(name).name) + r"\.[^.]+\.part")
+    for path in partial.parent.glob("*.part"):
+        if path != partial and own.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+    hf_temp = local_dir / ".cache" / "huggingface" / "download" / PurePosixPath(name).parent
+    for path in hf_temp.glob(f"*.{etag}.*.incomplete"):
+        path.unlink(missing_ok=True)
+
+
+def _check(partial: Path, name: str, metadata: HfFileMetadata) -> None:
+    """Raise DownloadError, deleting `partial`, unless it is the file the Hub described.
+
+    The size is always compared; the content too when the ETag is a sha256 (LFS files).
+    This is what makes appending to a partial file from an earlier run safe: a partial
+    whose bytes went wrong (a bad disk, a writer that was not this script) is caught here,
+    once, and removed so that the next run starts that file over.
+    """
+    size = partial.stat().st_size
+    problem = None
+    if size != metadata.size:
+        problem = f"has {size} bytes instead of {metadata.size}"
+    elif metadata.etag is not None and SHA256.fullmatch(metadata.etag):
+        _note(f"Checking the sha256 of {name}")
+        with partial.open("rb") as file:
+            digest = hashlib.file_digest(file, "sha256").hexdigest()
+        if digest != metadata.etag:
+            problem = f"has sha256 {digest} instead of {metadata.etag}"
+    if problem is not None:
+        partial.unlink()
+        raise DownloadError(
+            f"the download of {name} {problem}; it was deleted, so run again to start it over"
+        )
+
+
+def fetch(repo: str, name: str, local_dir: Path) -> Path:
+    """Download repository file `name` to `local_dir / name`, continuing a partial download.
+
+    The Hub's metadata (a HEAD request) gives the ETag that names the partial file, the
+    size and the final location after redirects (a CDN for large files, where the token
+    must not go). huggingface_hub's `http_get` then appends to the partial file from its
+    size on (`Range: bytes=N-`), shows the progress bar and, within the run, reconnects
+    when the connection drops. The complete file is checked (`_check`) and only then
+    renamed to its final name, so that `find_downloaded` never sees a truncated `.gguf`.
+
+    Files stored with Xet are fetched like this too, over plain HTTP (what huggingface_hub
+    itself does when `hf_xet` is not installed): `xet_get` has no way to resume, and
+    `hf_hub_download` deletes its partial file. Only Xet files larger than
+    `MAX_HTTP_DOWNLOAD_SIZE` (50 GB), which the Hub does not serve over plain HTTP, go
+    through `hf_hub_download`, and so start over when interrupted.
+    """
+    target = local_dir / name
+    url = hf_hub_url(repo, name)
+    metadata = get_hf_file_metadata(url, retry_on_errors=True)
+    if metadata.etag is None or metadata.size is None:
+        raise DownloadError(f"{url} has no ETag or size: is HF_ENDPOINT a Hugging Face Hub?")
+    if target.is_file() and target.stat().st_size == metadata.size:
+        return target  # a part of a split model fetched by an earlier run
+    partial = _partial_path(local_dir, name, metadata.etag)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    with WeakFileLock(partial.with_name(f"{PurePosixPath(name).name}.lock")):
+        _remove_leftovers(local_dir, name, metadata.etag)
+        if metadata.xet_file_data is not None and metadata.size > constants.MAX_HTTP_DOWNLOAD_SIZE:
+            return Path(hf_hub_download(repo, name, local_dir=local_dir))
+        done = partial.stat().st_size if partial.is_file() else 0
+        if done > metadata.size:
+            partial.unlink()
+            done = 0
+        if done:
+            _note(f"Resuming {name} at byte {done} of {metadata.size}")
+        headers = build_hf_headers()
+        headers["Accept-Encoding"] = "identity"  # Range counts bytes of the file, not of a gzip
+        if _origin(metadata.location) != _origin(url):
+            headers.pop("authorization", None)
+        with partial.open("ab") as file:
+            http_get(
+                metadata.location,
+                file,
+                resume_size=done,
+                headers=headers,
+                expected_size=metadata.size,
+                displayed_filename=PurePosixPath(name).name,
+            )
+        _check(partial, name, metadata)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial.replace(target)  # atomic: the same file system
+    return target
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
+
+
+def download(model: ModelSettings) -> Path:
+    """Download the files of `model` that match `model.file`; return the (first) GGUF."""
     folder = download_folder(model)
     repo_files = HfApi().list_repo_files(model.repo)
     chosen, others = choose_files(repo_files, model.file)
@@ -144,12 +268,10 @@ def download(model: ModelSettings) -> Path:
             f"{len(others) + 1} models in {model.repo} match {model.file!r}; taking {chosen[0]} "
             f"(the first by name), not {', '.join(others)}. Pass --file to choose another."
         )
-    # Absolute but not `~`-expanded: huggingface_hub expands `~` in `local_dir`, while
-    # `download_folder` (and so the server) does not, and both must mean the same folder.
     local_dir = folder.absolute()
     _note(f"Downloading {', '.join(chosen)} from {model.repo} ({constants.ENDPOINT}) to {folder}")
-    paths = [hf_hub_download(model.repo, name, local_dir=local_dir) for name in chosen]
-    return Path(paths[0]).resolve()
+    paths = [fetch(model.repo, name, local_dir) for name in chosen]
+    return paths[0].resolve()
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -192,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         path = download(model)
     except KeyboardInterrupt:
-        _note("interrupted")
+        _note("interrupted; run again to resume the download")
         return 130
     except HFValidationError as exc:
         _note(f"error: invalid setting model.repo {model.repo!r}: {' '.join(str(exc).split())}")

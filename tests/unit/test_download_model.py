@@ -1,7 +1,8 @@
 """scripts/download_model.py, run for real against a stand-in for the Hugging Face Hub.
 
 The stand-in is a stdlib HTTP server on 127.0.0.1 that implements the three requests
-huggingface_hub 2.4.0 makes for `HfApi.list_repo_files` and `hf_hub_download`:
+the script makes through huggingface_hub 2.4.0 (`HfApi.list_repo_files`,
+`get_hf_file_metadata`, `http_get`; `hf_hub_download` makes the same two file requests):
 
     GET  /api/models/{repo}/tree/{revision}?recursive=True&expand=False   (the listing)
     HEAD /{repo}/resolve/{revision}/{filename}    (X-Repo-Commit, ETag, Content-Length)
@@ -9,10 +10,10 @@ huggingface_hub 2.4.0 makes for `HfApi.list_repo_files` and `hf_hub_download`:
 
 Errors carry the Hub's `X-Error-Code` header, from which huggingface_hub picks its
 exception class. Every request is recorded so that the tests can check what the script
-asked for (a resumed download is a GET with `Range`), and that it asked for nothing when it
-had nothing to do. The script reaches the
-stand-in through HF_ENDPOINT, which huggingface_hub reads once at import time; that is why
-the script runs in a subprocess with HF_ENDPOINT in its environment.
+asked for (a resumed download is a GET with `Range: bytes=N-`), and that it asked for
+nothing when it had nothing to do. The script reaches the stand-in through HF_ENDPOINT,
+which huggingface_hub reads once at import time; that is why the script runs in a
+subprocess with HF_ENDPOINT in its environment.
 """
 
 from __future__ import annotations
