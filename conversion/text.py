@@ -60,11 +60,17 @@ class TextAssembler:
         return text[: len(text) - keep]
 
     def _partial_stop_length(self, text: str) -> int:
-        """Length of the longest end of `text` that is a proper prefix of a stop string."""
+        """Length of the longest end of `text` that is a proper prefix of a stop string.
+
+        Only positions holding a stop string's first character are tried, earliest
+        (longest end) first, so the usual cost is a `find` or two per stop string.
+        """
         longest = 0
         for stop in self._stops:
-            for size in range(min(len(stop) - 1, len(text)), longest, -1):
-                if text.endswith(stop[:size]):
-                    longest = size
+            start = text.find(stop[0], max(0, len(text) - len(stop) + 1))
+            while start != -1 and len(text) - start > longest:
+                if stop.startswith(text[start:]):
+                    longest = len(text) - start
                     break
+                start = text.find(stop[0], start + 1)
         return longest

@@ -85,3 +85,18 @@ def test_without_stops_text_passes_straight_through(stop: tuple[str, ...]) -> No
     out, stopped = run([b"a", b"b"], stop=stop)
     assert out == ["a", "b", ""]
     assert not stopped
+
+
+def test_the_longest_partial_match_is_held_across_overlapping_stops() -> None:
+    assembler = TextAssembler(("abcabd", "bx"))
+    assert assembler.feed(b"zzabcab") == "zz"  # "abcab" could still become "abcabd"
+    assert assembler.feed(b"c") == "abc"  # of "abcabc", only the last "abc" may start it
+    assert assembler.feed(b"abd!") == ""
+    assert assembler.stopped
+
+
+def test_held_text_is_bounded_by_the_stop_length() -> None:
+    assembler = TextAssembler(("aaaaX",))
+    out = [assembler.feed(b"a") for _ in range(10)]
+    assert "".join(out) == "a" * 6  # the last four "a" are held
+    assert assembler.finish() == "aaaa"
