@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=settings.server.port,
         log_level=settings.server.log_level,
     )
-    return 0
+    return 1 if application.state.engine.state == "failed" else 0
 
 
 if __name__ == "__main__":

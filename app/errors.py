@@ -46,7 +46,7 @@ def _validation_error(exc: ValidationException) -> InvalidRequestError:
         param = f"{param}.{field}" if param else field
         message = f"Missing required parameter: '{param}'."
     elif key == "data":  # the body itself: empty, or not a JSON object
-        message = f"The request body must be a JSON object ({message})."
+        message = "The request body must be a JSON object."
     elif param is not None:
         message = f"Invalid value for '{param}': {message}."
     return InvalidRequestError(message, param=param)
@@ -83,6 +83,10 @@ def to_openai_error(request: Request[Any, Any, Any] | None, exc: Exception) -> O
             code="method_not_allowed",
             status_code=405,
         )
+    if isinstance(exc, UnicodeDecodeError):  # raised by the JSON body decoder
+        return InvalidRequestError(f"The request body is not valid UTF-8: {exc.reason}.")
+    if isinstance(exc, RecursionError):  # ditto, for absurdly deep nesting
+        return InvalidRequestError("The request body's JSON is nested too deeply.")
     if isinstance(exc, HTTPException) and 400 <= exc.status_code < 500:
         return InvalidRequestError(_client_message(exc), status_code=exc.status_code)
     logger.error("Unhandled error", exc_info=exc)

@@ -7,9 +7,13 @@ from the environment and the optional TOML file.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -26,10 +30,24 @@ from config.settings import Settings
 
 __all__ = ("create_app",)
 
+logger = logging.getLogger("llm_service")
+
 
 def _default_engine(settings: Settings) -> LlamaEngine:
     choice = resolve_model(settings.model)  # fails at start-up, naming the bad setting
     return LlamaEngine(choice, settings.model, queue_size=settings.server.queue_size)
+
+
+async def _stop_if_loading_fails(engine: Engine) -> None:
+    """A server without its model is useless: stop it, as a bad setting would.
+
+    The model loads in the background (so /health can say 503 meanwhile); when loading
+    fails, interrupt the process the way Ctrl-C does, which uvicorn turns into a clean
+    shutdown. `python -m app` then exits with status 1.
+    """
+    if await anyio.to_thread.run_sync(engine.wait_loaded, abandon_on_cancel=True) == "failed":
+        logger.critical("The model could not be loaded; stopping the server")
+        signal.raise_signal(signal.SIGINT)
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> Litestar:
@@ -40,17 +58,17 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         root={"level": settings.server.log_level.upper(), "handlers": ["queue_listener"]},
         log_exceptions="never",  # app.errors logs what deserves it, once
     )
-    # Apply it now: the engine thread logs while the app is still starting up.
-    logging_config.configure()()
     the_engine = engine if engine is not None else _default_engine(settings)
 
     @asynccontextmanager
     async def engine_lifespan(_: Litestar) -> AsyncIterator[None]:
         the_engine.start()
+        watcher = asyncio.ensure_future(_stop_if_loading_fails(the_engine))
         try:
             yield
         finally:
-            the_engine.close()
+            watcher.cancel()
+            await anyio.to_thread.run_sync(the_engine.close)
 
     return Litestar(
         route_handlers=[Router("/v1", route_handlers=list(V1_ROUTES)), health],

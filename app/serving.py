@@ -19,7 +19,6 @@ from app.disconnect import unless_disconnected
 from app.engine.base import Engine, Finished, Generation, GenerationEvent, TextDelta
 from app.sse import DONE, error_event, event
 from config.settings import Settings
-from conversion.errors import ModelNotReadyError
 from conversion.messages import to_template_messages
 from conversion.requests import check_context_length, to_generation_params
 from conversion.responses import ChunkFactory, to_chat_completion, to_usage
@@ -71,8 +70,6 @@ async def create_chat_completion(
     """Serve one request; returns the JSON body, or the SSE byte stream when streaming."""
     params = to_generation_params(body, settings.sampling)
     messages = to_template_messages(body.messages)
-    if engine.state != "ready":
-        raise ModelNotReadyError(f"The model is not ready (state: {engine.state}).")
     prompt = await anyio.to_thread.run_sync(engine.tokenize_chat, messages)
     check_context_length(len(prompt.tokens), params.max_tokens, engine.context_length)
     if prompt.stop:

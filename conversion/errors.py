@@ -15,6 +15,7 @@ __all__ = (
     "ContextLengthExceededError",
     "InternalError",
     "InvalidRequestError",
+    "ModelLoadFailedError",
     "ModelNotFoundError",
     "ModelNotReadyError",
     "NotFoundError",
@@ -96,6 +97,14 @@ class ServerBusyError(_RetryLater):
 
 class ModelNotReadyError(_RetryLater):
     default_code = "model_not_ready"
+
+
+class ModelLoadFailedError(OpenAIError):
+    """The model could not be loaded: not worth retrying (no Retry-After)."""
+
+    status_code = 500
+    error_type = "server_error"
+    default_code = "model_load_failed"
 
 
 class InternalError(OpenAIError):

@@ -1,7 +1,8 @@
 """OpenAI messages -> the plain dicts a chat template renders.
 
 Chat templates (Jinja, from the GGUF file) expect `{"role": str, "content": str}`, so:
-text parts are joined, `developer` becomes `system` (templates predate that role), a
+text parts are joined with newlines (as vLLM does: separate parts stay separate words),
+`developer` becomes `system` (templates predate that role), a
 null assistant content becomes "" (templates concatenate it), and non-text parts are
 refused with a 400 naming the exact part, since a text-only model cannot see them.
 """
@@ -41,7 +42,7 @@ def _text(content: Content | None, param: str) -> str:
                 param=f"{param}[{index}].type",
             )
         texts.append(part.text)
-    return "".join(texts)
+    return "\n".join(texts)
 
 
 def _role(message: Message) -> str:

@@ -7,13 +7,20 @@ Defaults: the request's value, else the server's configured default, else OpenAI
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from config.settings import SamplingDefaults
 from conversion.errors import ContextLengthExceededError, InvalidRequestError
 from conversion.wire import ChatCompletionRequest
 
-__all__ = ("GenerationParams", "SamplingParams", "check_context_length", "to_generation_params")
+__all__ = (
+    "GenerationParams",
+    "SamplingParams",
+    "check_context_length",
+    "stop_strings",
+    "to_generation_params",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,20 @@ def _reject_unsupported(req: ChatCompletionRequest) -> None:
             "tool_choice other than 'none' is not supported by this server.",
             param="tool_choice",
         )
+    if req.functions:
+        raise InvalidRequestError(
+            "functions (the legacy form of tools) are not supported by this server.",
+            param="functions",
+        )
+    if req.function_call not in (None, "none", "auto"):
+        raise InvalidRequestError(
+            "function_call is not supported by this server.", param="function_call"
+        )
+    if req.audio is not None or (req.modalities and set(req.modalities) != {"text"}):
+        raise InvalidRequestError(
+            "Audio output is not supported: this server generates text only.",
+            param="audio" if req.audio is not None else "modalities",
+        )
 
 
 def to_generation_params(
@@ -89,7 +110,6 @@ def to_generation_params(
         max_tokens = req.max_tokens
     else:
         max_tokens = defaults.max_tokens
-    stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
     return GenerationParams(
         sampling=SamplingParams(
             temperature=defaults.temperature if req.temperature is None else req.temperature,
@@ -97,8 +117,15 @@ def to_generation_params(
             seed=defaults.seed if req.seed is None else req.seed,
         ),
         max_tokens=max_tokens,
-        stop=tuple(s for s in stop if s),
+        stop=stop_strings(req.stop),
     )
+
+
+def stop_strings(stop: str | Sequence[str] | None) -> tuple[str, ...]:
+    """A stop string or list of them (as OpenAI and chat formats give it) -> a tuple,
+    without empty strings (which would match at once and end every reply empty)."""
+    listed = (stop,) if isinstance(stop, str) else tuple(stop or ())
+    return tuple(s for s in listed if s)
 
 
 def check_context_length(prompt_tokens: int, max_tokens: int | None, context_length: int) -> None:

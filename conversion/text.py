@@ -22,7 +22,8 @@ __all__ = ("TextAssembler",)
 
 class TextAssembler:
     def __init__(self, stop: Sequence[str] = ()) -> None:
-        self._stops = tuple(s for s in stop if s)
+        """`stop`: non-empty strings (see `conversion.requests.stop_strings`)."""
+        self._stops = tuple(stop)
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._held = ""
         self.stopped = False

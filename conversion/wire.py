@@ -132,11 +132,15 @@ class ChatCompletionRequest(WireRequest, kw_only=True):
 
     messages: Annotated[list[Message], Meta(min_length=1)]
     model: str | None = None
+    audio: dict[str, Any] | None = None
     frequency_penalty: Penalty | None = None
+    function_call: str | dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
     logit_bias: dict[str, float] | None = None
     logprobs: bool | None = None
     max_completion_tokens: PositiveInt | None = None
     max_tokens: PositiveInt | None = None
+    modalities: list[str] | None = None
     n: int | None = None
     presence_penalty: Penalty | None = None
     response_format: dict[str, Any] | None = None

@@ -78,6 +78,14 @@ class Engine(Protocol):
     @property
     def state(self) -> EngineState: ...
 
+    def check_ready(self) -> None:
+        """Raise the error a request gets while the model is loading, failed or closed."""
+        ...
+
+    def wait_loaded(self) -> EngineState:
+        """Block until loading has ended, successfully or not; return the state."""
+        ...
+
     @property
     def context_length(self) -> int:
         """Tokens of context per request (prompt + completion); valid once ready."""

@@ -35,7 +35,12 @@ from app.engine.jobs import Job, JobHandle, JobQueue, JobRecord
 from app.engine.template import ChatTemplate, check_template_settings
 from config.model_source import ModelChoice, served_model_id
 from config.settings import ModelSettings
-from conversion.errors import InternalError, ModelNotReadyError, OpenAIError
+from conversion.errors import (
+    InternalError,
+    ModelLoadFailedError,
+    ModelNotReadyError,
+    OpenAIError,
+)
 from conversion.messages import TemplateMessage
 from conversion.requests import GenerationParams
 from conversion.text import TextAssembler
@@ -68,6 +73,7 @@ class LlamaEngine:
         self._choice = choice
         self._settings = settings
         self._state: EngineState = "loading"
+        self._loaded = threading.Event()
         self._queue = JobQueue(queue_size)
         self._thread = threading.Thread(target=self._work, name="llm-engine", daemon=True)
         self._llama: Llama | None = None
@@ -92,24 +98,41 @@ class LlamaEngine:
     def queue_depth(self) -> int:
         return self._queue.depth()
 
+    def check_ready(self) -> None:
+        if self._state == "ready":
+            return
+        if self._state == "failed":
+            raise ModelLoadFailedError(
+                "The model is not available (loading failed or the engine stopped); "
+                "see the server log."
+            )
+        if self._state == "closed":
+            raise ModelNotReadyError("The server is shutting down.")
+        raise ModelNotReadyError("The model is still loading; try again shortly.")
+
+    def wait_loaded(self) -> EngineState:
+        self._loaded.wait()
+        return self._state
+
     def start(self) -> None:
         self._thread.start()
 
     def tokenize_chat(self, messages: list[TemplateMessage]) -> ChatPrompt:
+        self.check_ready()
         llama, template = self._llama, self._template
-        if llama is None or template is None:
-            raise ModelNotReadyError("The model is still loading; try again shortly.")
+        assert llama is not None
+        assert template is not None
         prompt, has_special, stop = template.render(messages)
         tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=not has_special, special=True)
         return ChatPrompt(tokens, stop)
 
     def submit(self, prompt: list[int], params: GenerationParams) -> JobHandle:
-        if self._state != "ready":
-            raise ModelNotReadyError(f"The model is not ready (state: {self._state}).")
+        self.check_ready()
         return self._queue.submit(prompt, params)
 
     def close(self) -> None:
-        self._state = "closed"
+        if self._state != "failed":  # keep "failed": `python -m app` exits 1 on it
+            self._state = "closed"
         self._queue.close()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=30)
@@ -118,9 +141,6 @@ class LlamaEngine:
 
     def _load(self) -> None:
         choice, settings = self._choice, self._settings
-        # The embedded fallback is a 135M demo model: say so loudly, once per server.
-        log = logger.warning if choice.origin == "embedded" else logger.info
-        log("Loading %s (%s)", choice.path.name, choice.reason)
         threads = settings.n_threads or default_threads()
         started = time.perf_counter()
         llama = Llama(
@@ -134,10 +154,17 @@ class LlamaEngine:
         )
         self._template = ChatTemplate(llama, settings)
         self._llama = llama
-        logger.info(
-            "Model %r ready in %.2fs: context %d tokens, %d threads, chat template: %s",
+        # Logged only now: while `Llama()` loads (verbose=False), llama-cpp-python points
+        # the process's stdout and stderr at /dev/null, and a line logged then is lost.
+        # The embedded fallback is a 135M demo model, so that case is a warning.
+        log = logger.warning if choice.origin == "embedded" else logger.info
+        log(
+            "Model %r ready in %.2fs from %s (%s): context %d tokens, %d threads, "
+            "chat template: %s",
             self.model_id,
             time.perf_counter() - started,
+            choice.path.name,
+            choice.reason,
             llama.n_ctx(),
             threads,
             self._template.description,
@@ -149,13 +176,23 @@ class LlamaEngine:
         except Exception:
             logger.exception("Loading the model from %s failed", self._choice.path)
             self._state = "failed"
+            self._queue.close()
             return
+        finally:
+            self._loaded.set()
         if self._state == "loading":
             self._state = "ready"
-        while (job := self._queue.take()) is not None:
-            self._run(job)
-        if self._llama is not None:
-            self._llama.close()
+        try:
+            while (job := self._queue.take()) is not None:
+                self._run(job)
+        except BaseException:
+            logger.exception("The engine's worker thread died")
+            self._state = "failed"
+            raise
+        finally:  # never leave requests waiting on a dead worker
+            self._queue.close()
+            if self._llama is not None:
+                self._llama.close()
 
     def _piece(self, token: int) -> bytes:
         """The bytes of one token (may be part of a UTF-8 character); cached per token."""

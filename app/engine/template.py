@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import jinja2
 from llama_cpp import Llama, llama_chat_format
@@ -19,6 +18,7 @@ from config.loader import SettingsError
 from config.settings import ModelSettings
 from conversion.errors import InvalidRequestError
 from conversion.messages import TemplateMessage
+from conversion.requests import stop_strings
 
 __all__ = ("ChatTemplate", "builtin_formats", "check_template_settings")
 
@@ -102,6 +102,4 @@ class ChatTemplate:
             raise InvalidRequestError(
                 f"The chat template cannot render these messages: {exc}", param="messages"
             ) from exc
-        stop: Any = result.stop
-        stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
-        return result.prompt, result.added_special, stops
+        return result.prompt, result.added_special, stop_strings(result.stop)

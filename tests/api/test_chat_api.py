@@ -143,6 +143,18 @@ async def test_malformed_bodies_are_400(client: Client, content: bytes, content_
     assert_error(response, 400)
 
 
+async def test_non_utf8_and_absurdly_nested_json_are_400_not_500(client: Client) -> None:
+    latin1 = '{"messages": [{"role": "user", "content": "caf\xe9"}]}'.encode("latin-1")
+    nested = b'{"messages": [{"role": "user", "content": "x"}], "metadata": ' + b"[" * 5000
+    nested += b"]" * 5000 + b"}"
+    for body in (latin1, nested):
+        response = await client.post(
+            "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
+        )
+        assert_error(response, 400)
+    assert (await client.get("/health")).status_code == 200
+
+
 async def test_body_without_json_content_type_is_still_read(client: Client) -> None:
     """curl -d without -H sends form encoding; the body is JSON all the same."""
     response = await client.post(
@@ -178,23 +190,22 @@ async def test_prompt_longer_than_the_context_is_400_before_anything_starts(clie
         assert "in the messages, 10 in the completion" in error["message"]
 
 
-async def test_a_request_that_outgrows_the_context_ends_with_length(client: Client) -> None:
-    # ~1000-token prompt in a 1024 context: the prompt fits, the completion gets cut off.
-    filler = "one two three four " * 235
-    response = await client.post(
-        "/v1/chat/completions",
-        json={
-            "messages": [{"role": "user", "content": filler + "Now write a long essay."}],
-            "temperature": 0,
-        },
-    )
-    assert response.status_code == 200, response.text
-    body = response.json()
-    usage = body["usage"]
-    if body["choices"][0]["finish_reason"] == "length":
-        assert usage["total_tokens"] == 1024
-    else:  # the model stopped by itself before the context was full
-        assert usage["total_tokens"] < 1024
+async def test_a_reply_that_outgrows_the_context_ends_with_length(client: Client) -> None:
+    # ~800 prompt tokens in a 1024 context, and a reply that would go on far longer.
+    messages = [
+        {"role": "system", "content": "Notes: " + "apple banana cherry " * 250},
+        {"role": "user", "content": "Count from 1 to 1000, separated by commas."},
+    ]
+    for max_tokens in (None, 5000):  # no cap, and a cap beyond the context
+        response = await client.post(
+            "/v1/chat/completions",
+            json={"messages": messages, "temperature": 0, "max_tokens": max_tokens},
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["choices"][0]["finish_reason"] == "length"
+        assert body["usage"]["prompt_tokens"] > 700
+        assert body["usage"]["total_tokens"] == 1024
 
 
 async def test_models_list_and_retrieve(client: Client) -> None:

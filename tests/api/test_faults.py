@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from app.engine.base import GenerationEvent
+from conversion.errors import ModelNotReadyError
 from tests.api.conftest import ClientFactory
 from tests.api.test_chat_api import HELLO, assert_error
 
@@ -70,6 +71,9 @@ class StillLoading(_Wrapped):
     @property
     def state(self) -> Any:
         return "loading"
+
+    def check_ready(self) -> None:
+        raise ModelNotReadyError("The model is still loading; try again shortly.")
 
 
 async def test_error_after_the_stream_started_is_one_in_band_event(

@@ -13,10 +13,10 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "test_openai_compatib
 
 def run(base_url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), "--base-url", base_url, "--timeout", "60"],
+        [sys.executable, str(SCRIPT), "--base-url", base_url, "--timeout", "180"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
         check=False,
         encoding="utf-8",
     )

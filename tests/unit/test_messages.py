@@ -40,9 +40,9 @@ def test_developer_is_rendered_as_system() -> None:
     ]
 
 
-def test_text_parts_are_joined() -> None:
-    parts = [{"type": "text", "text": "Hello, "}, {"type": "text", "text": "world"}]
-    assert render([{"role": "user", "content": parts}])[0]["content"] == "Hello, world"
+def test_text_parts_are_joined_on_separate_lines() -> None:
+    parts = [{"type": "text", "text": "Hello"}, {"type": "text", "text": "world"}]
+    assert render([{"role": "user", "content": parts}])[0]["content"] == "Hello\nworld"
 
 
 def test_null_assistant_content_becomes_empty_and_tool_calls_are_kept() -> None:

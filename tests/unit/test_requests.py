@@ -82,6 +82,10 @@ def test_penalties_are_accepted_and_do_not_reach_generation() -> None:
         ({"response_format": {"type": "json_object"}}, "response_format"),
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
         ({"tool_choice": "required"}, "tool_choice"),
+        ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
+        ({"function_call": {"name": "f"}}, "function_call"),
+        ({"modalities": ["text", "audio"]}, "modalities"),
+        ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
     ],
 )
 def test_unsupported_fields_are_rejected_naming_the_param(
@@ -102,6 +106,7 @@ def test_unsupported_fields_are_rejected_naming_the_param(
         {"tools": [{"type": "function"}], "tool_choice": "none"},
         {"stream": True, "stream_options": {"include_usage": True}},
         {"logprobs": False, "top_logprobs": 0, "logit_bias": {}},
+        {"modalities": ["text"], "function_call": "none", "parallel_tool_calls": True},
     ],
 )
 def test_harmless_values_of_those_fields_are_accepted(fields: dict[str, Any]) -> None:
