@@ -123,7 +123,9 @@ def main() -> int:
         raw, served, ttft = [], [], []
         for _ in range(args.rounds):
             raw.append(in_process(llama, prompt, args.tokens))
+            time.sleep(1)  # let this process's idle compute threads stop spinning first
             rate, first = through_server(client, args.tokens)
+            time.sleep(1)
             served.append(rate)
             ttft.append(first)
         raw_rate, served_rate = statistics.median(raw), statistics.median(served)
