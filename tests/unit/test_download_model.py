@@ -1,50 +1,34 @@
 """scripts/download_model.py, run for real against a stand-in for the Hugging Face Hub.
 
-The stand-in is a stdlib HTTP server on 127.0.0.1 that implements the three requests
-the script makes through huggingface_hub 2.4.0 (`HfApi.list_repo_files`,
-`get_hf_file_metadata`, `http_get`; `hf_hub_download` makes the same two file requests):
-
-    GET  /api/models/{repo}/tree/{revision}?recursive=True&expand=False   (the listing)
-    HEAD /{repo}/resolve/{revision}/{filename}    (X-Repo-Commit, ETag, Content-Length)
-    GET  /{repo}/resolve/{revision}/{filename}    (the bytes; honours `Range: bytes=N-`)
-
-Errors carry the Hub's `X-Error-Code` header, from which huggingface_hub picks its
-exception class. Every request is recorded so that the tests can check what the script
-asked for (a resumed download is a GET with `Range: bytes=N-`), and that it asked for
-nothing when it had nothing to do. The script reaches the stand-in through HF_ENDPOINT,
-which huggingface_hub reads once at import time; that is why the script runs in a
-subprocess with HF_ENDPOINT in its environment.
+The stand-in (`tests/unit/fake_hub.py`) records every request, so that the tests can
+check what the script asked for (a resumed download is a GET with `Range: bytes=N-`),
+and that it asked for nothing when it had nothing to do. The script reaches the stand-in
+through HF_ENDPOINT, which huggingface_hub reads once at import time; that is why the
+script runs in a subprocess with HF_ENDPOINT in its environment.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
-from urllib.parse import unquote, urlsplit
 
 import httpx2
 import pytest
 from huggingface_hub import constants as hf_constants
 from huggingface_hub._local_folder import get_local_download_paths
 
+from tests.unit.fake_hub import REPO, FakeHub, Seen, etag, serving
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "download_model.py"
-REPO = "acme/tiny-GGUF"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 Q4 = "tiny-q4_k_m.gguf"
 Q8 = "tiny-q8_0.gguf"
 
@@ -53,173 +37,17 @@ def _random_bytes(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-@dataclass(frozen=True)
-class Seen:
-    """One request the stand-in received."""
-
-    method: str
-    path: str
-    range: str | None = None
-
-
-@dataclass
-class FakeHub:
-    """Repositories served, requests received, and connections to drop on purpose."""
-
-    url: str = ""
-    repos: dict[str, dict[str, bytes]] = field(default_factory=dict)
-    requests: list[Seen] = field(default_factory=list)
-    stall_first_get_after: dict[str, int] = field(default_factory=dict)
-    """File name -> bytes to send before the first GET of it stalls until `release`."""
-    release: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def resolve_path(self, filename: str, repo: str = REPO) -> str:
-        return f"/{repo}/resolve/main/{filename}"
-
-    def tree_path(self, repo: str = REPO) -> str:
-        return f"/api/models/{repo}/tree/main"
-
-
-def etag(content: bytes) -> str:
-    """What the Hub sends for an LFS file: its sha256."""
-    return hashlib.sha256(content).hexdigest()
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    hub: FakeHub
-
-
-class _HubHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as huggingface_hub's client expects
-    server: _Server
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the tests assert on the recorded requests instead."""
-
-    def do_HEAD(self) -> None:
-        self._handle()
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def _handle(self) -> None:
-        hub = self.server.hub
-        path = unquote(urlsplit(self.path).path)
-        with hub.lock:
-            hub.requests.append(Seen(self.command, path, self.headers.get("Range")))
-        if self.command == "GET" and (
-            m := re.fullmatch(r"/api/models/(\w+/[\w-]+)/tree/(\w+)", path)
-        ):
-            self._tree(hub, m[1], m[2])
-        elif m := re.fullmatch(r"/(\w+/[\w-]+)/resolve/(\w+)/(.+)", path):
-            self._resolve(hub, m[1], m[2], m[3])
-        else:
-            self._error(404, "NotFound")
-
-    def _error(self, status: int, code: str) -> None:
-        body = json.dumps({"error": code}).encode()
-        self.send_response(status)
-        self.send_header("X-Error-Code", code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _tree(self, hub: FakeHub, repo: str, revision: str) -> None:
-        if repo not in hub.repos:
-            self._error(404, "RepoNotFound")
-            return
-        if revision not in ("main", COMMIT):
-            self._error(404, "RevisionNotFound")
-            return
-        entries = [
-            {
-                "type": "file",
-                "path": name,
-                "size": len(content),
-                "oid": hashlib.sha1(content).hexdigest(),  # a git blob id; not for security
-                "lfs": {"oid": etag(content), "size": len(content), "pointerSize": 134},
-            }
-            for name, content in hub.repos[repo].items()
-        ]
-        body = json.dumps(entries).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _resolve(self, hub: FakeHub, repo: str, revision: str, filename: str) -> None:
-        if repo not in hub.repos:
-            self._error(404, "RepoNotFound")
-            return
-        if revision not in ("main", COMMIT):
-            self._error(404, "RevisionNotFound")
-            return
-        content = hub.repos[repo].get(filename)
-        if content is None:
-            self._error(404, "EntryNotFound")
-            return
-        start = 0
-        requested = self.headers.get("Range")
-        if self.command == "GET" and requested:
-            m = re.fullmatch(r"bytes=(\d+)-", requested)
-            assert m, f"unexpected Range header {requested!r}"
-            start = int(m[1])
-            if start >= len(content):
-                self._error(416, "RangeNotSatisfiable")
-                return
-        self.send_response(206 if start else 200)
-        self.send_header("X-Repo-Commit", COMMIT)
-        self.send_header("ETag", f'"{etag(content)}"')
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(content) - start))
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(content) - 1}/{len(content)}")
-        self.end_headers()
-        if self.command == "HEAD":
-            return
-        with hub.lock:
-            cut = hub.stall_first_get_after.pop(filename, None)
-        if cut is not None:
-            # Part of the body, then silence: a connection that hangs (lost Wi-Fi, sleep).
-            self.wfile.write(content[start:cut])
-            self.wfile.flush()
-            hub.release.wait(timeout=60)
-            self.close_connection = True
-            return
-        self.wfile.write(content[start:])
-
-
 @pytest.fixture
 def hub() -> Iterator[FakeHub]:
-    fake = FakeHub(
-        repos={
-            REPO: {
-                Q4: _random_bytes(300_000, seed=4),
-                Q8: _random_bytes(200_000, seed=8),
-                "README.md": b"# tiny\n",
-            }
+    repos = {
+        REPO: {
+            Q4: _random_bytes(300_000, seed=4),
+            Q8: _random_bytes(200_000, seed=8),
+            "README.md": b"# tiny\n",
         }
-    )
-    server = _Server(("127.0.0.1", 0), _HubHandler)
-    server.hub = fake
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(
-        target=server.serve_forever, args=(0.05,), name="fake-hub", daemon=True
-    )
-    thread.start()
-    try:
+    }
+    with serving(repos) as fake:
         yield fake
-    finally:
-        fake.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def script_env(hub: FakeHub, tmp_path: Path, **env: str) -> dict[str, str]:
