@@ -103,12 +103,18 @@ class _HubHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _tree(self, hub: FakeHub, repo: str, revision: str) -> None:
+    def _found(self, hub: FakeHub, repo: str, revision: str) -> bool:
+        """Answer the Hub's 404 for an unknown repository or revision."""
         if repo not in hub.repos:
             self._error(404, "RepoNotFound")
-            return
+            return False
         if revision not in ("main", COMMIT):
             self._error(404, "RevisionNotFound")
+            return False
+        return True
+
+    def _tree(self, hub: FakeHub, repo: str, revision: str) -> None:
+        if not self._found(hub, repo, revision):
             return
         entries = [
             {
@@ -128,11 +134,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _resolve(self, hub: FakeHub, repo: str, revision: str, filename: str) -> None:
-        if repo not in hub.repos:
-            self._error(404, "RepoNotFound")
-            return
-        if revision not in ("main", COMMIT):
-            self._error(404, "RevisionNotFound")
+        if not self._found(hub, repo, revision):
             return
         content = hub.repos[repo].get(filename)
         if content is None:
