@@ -76,7 +76,7 @@ def _reject_unsupported(req: ChatCompletionRequest) -> None:
         )
     if req.tool_choice not in (None, "none", "auto"):
         raise InvalidRequestError(
-            "tool_choice other than 'none' is not supported by this server.",
+            "tool_choice 'required' or a named function is not supported by this server.",
             param="tool_choice",
         )
     if req.functions:
