@@ -173,17 +173,15 @@ class LlamaEngine:
     def _work(self) -> None:
         try:
             self._load()
+            if self._state == "loading":  # not closed meanwhile
+                self._state = "ready"
         except Exception:
             logger.exception("Loading the model from %s failed", self._choice.path)
             self._state = "failed"
-            self._queue.close()
-            return
         finally:
-            self._loaded.set()
-        if self._state == "loading":
-            self._state = "ready"
+            self._loaded.set()  # after the state is final: wait_loaded() returns it
         try:
-            while (job := self._queue.take()) is not None:
+            while self._state != "failed" and (job := self._queue.take()) is not None:
                 self._run(job)
         except BaseException:
             logger.exception("The engine's worker thread died")
