@@ -21,7 +21,7 @@ from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 
 from app.engine.base import Engine
-from app.engine.llama_engine import LlamaEngine
+from app.engine.batching import BatchingEngine
 from app.errors import EXCEPTION_HANDLERS
 from app.routes import V1_ROUTES, health
 from config.loader import load_settings
@@ -33,9 +33,9 @@ __all__ = ("create_app",)
 logger = logging.getLogger("llm_service")
 
 
-def _default_engine(settings: Settings) -> LlamaEngine:
+def _default_engine(settings: Settings) -> BatchingEngine:
     choice = resolve_model(settings.model)  # fails at start-up, naming the bad setting
-    return LlamaEngine(choice, settings.model, queue_size=settings.server.queue_size)
+    return BatchingEngine(choice, settings.model, queue_size=settings.server.queue_size)
 
 
 async def _stop_if_loading_fails(engine: Engine) -> None:

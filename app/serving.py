@@ -52,7 +52,7 @@ async def _stream(
             else:
                 yield event(chunks.finish(item.finish_reason))
                 if chunks.include_usage:
-                    usage = to_usage(item.prompt_tokens, item.completion_tokens)
+                    usage = to_usage(item.prompt_tokens, item.completion_tokens, item.cached_tokens)
                     yield event(chunks.usage(usage))
                 break
             item = await anext(events)
@@ -83,7 +83,9 @@ async def create_chat_completion(
                 model=engine.model_id,
                 text=text,
                 finish_reason=finished.finish_reason,
-                usage=to_usage(finished.prompt_tokens, finished.completion_tokens),
+                usage=to_usage(
+                    finished.prompt_tokens, finished.completion_tokens, finished.cached_tokens
+                ),
             )
         # Wait for the first token before answering, so that a failure to start is
         # still a proper HTTP error rather than an in-band one.

@@ -44,13 +44,26 @@ class ModelSettings(ConfigModel, frozen=True):
     id: str | None = None
     """Model id the API reports; default: the GGUF file name without `.gguf`."""
     n_ctx: Annotated[int, Meta(ge=0)] = 4096
-    """Context size in tokens (prompt + completion); 0 = the model's training context."""
+    """Context tokens per request (prompt + completion), reserved for each of the
+    `n_parallel` slots; 0 = the model's training context."""
+    n_parallel: Annotated[int, Meta(ge=1, le=64)] = 4
+    """Requests generated at once, batched into each decode step (llama-server's
+    `--parallel`). 4 gives a laptop CPU most of the batching gain; each slot costs one
+    `n_ctx` of KV cache. More requests than slots wait in the queue."""
     n_threads: Annotated[int, Meta(ge=1)] | None = None
     """CPU threads for generation; default: all cores up to 4, else half of them."""
     n_threads_batch: Annotated[int, Meta(ge=1)] | None = None
     """CPU threads for prompt processing; default: same as `n_threads`."""
     n_batch: Annotated[int, Meta(ge=1)] = 512
-    """Prompt tokens evaluated per llama.cpp decode call."""
+    """Most tokens per llama.cpp decode call. While other requests are streaming, a
+    prompt is evaluated in smaller pieces, sized so their tokens keep flowing."""
+    flash_attn: Literal["auto", "on", "off"] = "auto"
+    """llama.cpp flash attention; `auto` uses it where the backend supports it."""
+    kv_cache_type: Literal["f16", "q8_0"] = "f16"
+    """KV cache precision. `q8_0` halves its memory and makes llama.cpp's CPU attention
+    take one code path for every batch shape, so a temperature-0 reply is bit-identical
+    whatever ran before or beside it, at any length (see README); it needs flash
+    attention and decodes about 10% slower."""
     n_gpu_layers: Annotated[int, Meta(ge=-1)] = 0
     """Layers to offload to a GPU build of llama.cpp (-1 = all); 0 on a CPU build."""
     chat_format: str | None = None
@@ -78,7 +91,7 @@ class ServerSettings(ConfigModel, frozen=True):
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 8000
     queue_size: Annotated[int, Meta(ge=0)] = 16
-    """Requests that may wait while another generates; more get 503 + Retry-After."""
+    """Requests that may wait while all slots generate; more get 503 + Retry-After."""
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
 
 

@@ -15,21 +15,47 @@ from conversion.wire import (
     Choice,
     ChunkChoice,
     Delta,
+    PromptTokensDetails,
     Usage,
 )
 
-__all__ = ("ChunkFactory", "new_completion_id", "to_chat_completion", "to_usage")
+__all__ = (
+    "ChunkFactory",
+    "new_completion_id",
+    "reported_cached_tokens",
+    "to_chat_completion",
+    "to_usage",
+)
 
 
 def new_completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-def to_usage(prompt_tokens: int, completion_tokens: int) -> Usage:
+CACHE_MIN_PROMPT = 1024
+CACHE_BLOCK = 128
+
+
+def reported_cached_tokens(prompt_tokens: int, reused_tokens: int) -> int:
+    """`cached_tokens` as OpenAI counts it: 0 below a 1,024-token prompt, else whole
+    128-token blocks.
+
+    The engine reuses cache token by token, but clients (and cost dashboards) written
+    for OpenAI read this field with OpenAI's meaning; and it keeps usage identical for
+    identical short requests, whichever of them found the other's cache.
+    """
+    if prompt_tokens < CACHE_MIN_PROMPT:
+        return 0
+    return reused_tokens // CACHE_BLOCK * CACHE_BLOCK
+
+
+def to_usage(prompt_tokens: int, completion_tokens: int, reused_tokens: int = 0) -> Usage:
+    cached_tokens = reported_cached_tokens(prompt_tokens, reused_tokens)
     return Usage(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         total_tokens=prompt_tokens + completion_tokens,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=cached_tokens),
     )
 
 

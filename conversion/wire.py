@@ -41,6 +41,7 @@ __all__ = (
     "SystemMessage",
     "TextPart",
     "ToolMessage",
+    "PromptTokensDetails",
     "Usage",
     "UserMessage",
 )
@@ -159,10 +160,16 @@ class ChatCompletionRequest(WireRequest, kw_only=True):
 # --- responses ------------------------------------------------------------------------
 
 
+class PromptTokensDetails(WireResponse, kw_only=True):
+    cached_tokens: int
+    """Prompt tokens whose KV cache was reused from an earlier request (not re-read)."""
+
+
 class Usage(WireResponse, kw_only=True):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails
 
 
 class ChatMessage(WireResponse, kw_only=True):

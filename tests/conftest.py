@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from config import ModelSettings, Settings
@@ -24,8 +25,9 @@ def model_path() -> Path:
     return path
 
 
-def make_settings(model_path: Path, **server: object) -> Settings:
-    return Settings(
-        model=ModelSettings(path=str(model_path), n_ctx=1024, n_threads=TEST_THREADS),
-        server=ServerSettings(**server),  # type: ignore[arg-type]
-    )
+def make_settings(model_path: Path, *, slots: int | None = None, **server: object) -> Settings:
+    """Test settings; `slots` sets `model.n_parallel` (default: the built-in default)."""
+    model = ModelSettings(path=str(model_path), n_ctx=1024, n_threads=TEST_THREADS)
+    if slots is not None:
+        model = msgspec.structs.replace(model, n_parallel=slots)
+    return Settings(model=model, server=ServerSettings(**server))  # type: ignore[arg-type]

@@ -51,6 +51,8 @@ class Finished:
     prompt_tokens: int
     completion_tokens: int
     """Tokens sampled, end-of-generation token excluded."""
+    cached_tokens: int = 0
+    """Prompt tokens whose KV cache was reused instead of evaluated."""
 
 
 GenerationEvent = TextDelta | Finished

@@ -1,9 +1,9 @@
 """Requests as jobs: a bounded FIFO queue between the event loop and a worker thread.
 
-Engine-agnostic on purpose: the serial engine takes one job at a time from it, and a
-batching engine can take several. The event loop side submits and cancels; the worker
-side takes jobs and hands events back through `Job.put`, which goes through
-`call_soon_threadsafe` so that the loop never blocks on the model.
+The batching engine takes as many jobs as it has free slots. The event loop side
+submits and cancels; the worker side takes jobs and hands events back through
+`Job.put`, which goes through `call_soon_threadsafe` so that the loop never blocks on
+the model.
 """
 
 from __future__ import annotations
@@ -85,13 +85,18 @@ class JobHandle:
 
 
 class JobQueue:
-    """FIFO of waiting jobs with a bound; `capacity` jobs may wait besides the running."""
+    """FIFO of waiting jobs in front of `slots` running ones.
 
-    def __init__(self, capacity: int) -> None:
+    `capacity` jobs may wait while every slot is busy; one more gets `ServerBusyError`
+    (503 + Retry-After) at once rather than a long silent wait.
+    """
+
+    def __init__(self, capacity: int, slots: int = 1) -> None:
         self._capacity = capacity
+        self._slots = slots
         self._cond = threading.Condition()
         self._waiting: collections.deque[Job] = collections.deque()
-        self._running: Job | None = None
+        self._running: set[Job] = set()
         self._open = True
         self.records: collections.deque[JobRecord] = collections.deque(maxlen=64)
 
@@ -104,8 +109,8 @@ class JobQueue:
         with self._cond:
             if not self._open:
                 raise ModelNotReadyError("The server is shutting down.")
-            busy = self._running is not None or self._waiting
-            if busy and len(self._waiting) >= self._capacity:
+            free_slots = max(0, self._slots - len(self._running))
+            if len(self._waiting) >= self._capacity + free_slots:
                 raise ServerBusyError(
                     f"The server is busy: {len(self._waiting)} requests are already waiting "
                     "for the model. Retry shortly."
@@ -116,7 +121,7 @@ class JobQueue:
 
     def cancel(self, job: Job) -> None:
         """Stop a job: a waiting one leaves the queue at once, a running one at its
-        worker's next check."""
+        worker's next step."""
         with self._cond:
             if job.cancelled:
                 return
@@ -126,27 +131,38 @@ class JobQueue:
                 self._waiting.remove(job)
                 self.records.append(JobRecord("cancelled", len(job.prompt), 0, 0, 0, 0))
 
-    def take(self) -> Job | None:
-        """Block until a job arrives (worker side); None once the queue is closed."""
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a job waits (worker side); False once the queue is closed."""
         with self._cond:
-            self._running = None
-            while self._open and not self._waiting:
-                self._cond.wait()
-            if not self._open:
+            if self._open and not self._waiting:
+                self._cond.wait(timeout)
+            return self._open
+
+    def take_nowait(self) -> Job | None:
+        """The oldest waiting job, now counted as running; None if none waits."""
+        with self._cond:
+            if not self._open or not self._waiting:
                 return None
-            self._running = self._waiting.popleft()
-            return self._running
+            job = self._waiting.popleft()
+            self._running.add(job)
+            return job
+
+    def finish(self, job: Job, record: JobRecord) -> None:
+        """A running job ended (worker side); its slot is free again."""
+        with self._cond:
+            self._running.discard(job)
+            self.records.append(record)
 
     def close(self) -> None:
-        """Refuse new jobs, fail the waiting ones and stop the running one."""
+        """Refuse new jobs, fail the waiting ones and stop the running ones."""
         with self._cond:
             self._open = False
             waiting, self._waiting = list(self._waiting), collections.deque()
-            running = self._running
+            running, self._running = list(self._running), set()
             self._cond.notify_all()
         shutting_down = ModelNotReadyError("The server is shutting down.")
         for job in waiting:
             job.put(shutting_down)
-        if running is not None:
-            running.cancelled = True
-            running.put(shutting_down)
+        for job in running:
+            job.cancelled = True
+            job.put(shutting_down)

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jinja2
-from llama_cpp import Llama, llama_chat_format
+from llama_cpp import llama_chat_format
+from llama_cpp._internals import LlamaModel
 
 from config.loader import SettingsError
 from config.settings import ModelSettings
@@ -64,31 +65,30 @@ def check_template_settings(settings: ModelSettings) -> None:
 class ChatTemplate:
     """Turns template messages into (prompt text, whether it already has BOS, stops)."""
 
-    def __init__(self, llama: Llama, settings: ModelSettings) -> None:
+    def __init__(self, model: LlamaModel, settings: ModelSettings) -> None:
         self.description = ""
-        self._formatter: Formatter = self._choose(llama, settings)
+        self._formatter: Formatter = self._choose(model, settings)
 
-    def _choose(self, llama: Llama, settings: ModelSettings) -> Formatter:
+    def _choose(self, model: LlamaModel, settings: ModelSettings) -> Formatter:
         if settings.chat_template_file is not None:
             path = Path(settings.chat_template_file)
             self.description = f"Jinja template from {path}"
-            return self._jinja(llama, _template_file(path))
+            return self._jinja(model, _template_file(path))
         if settings.chat_format is not None:
             self.description = f"built-in chat format {settings.chat_format!r}"
             return _named_format(settings.chat_format)
-        embedded = llama.metadata.get("tokenizer.chat_template")
+        embedded = model.metadata().get("tokenizer.chat_template")
         if embedded is None:
             raise SettingsError(
                 "The model file has no chat template (tokenizer.chat_template); set "
                 "model.chat_format or model.chat_template_file"
             )
         self.description = "the model's own chat template (GGUF metadata)"
-        return self._jinja(llama, embedded)
+        return self._jinja(model, embedded)
 
     @staticmethod
-    def _jinja(llama: Llama, source: str) -> Formatter:
-        model = llama._model
-        eos, bos = llama.token_eos(), llama.token_bos()
+    def _jinja(model: LlamaModel, source: str) -> Formatter:
+        eos, bos = model.token_eos(), model.token_bos()
         return llama_chat_format.Jinja2ChatFormatter(
             template=source,
             eos_token=model.token_get_text(eos) if eos != -1 else "",

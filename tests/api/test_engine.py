@@ -1,72 +1,103 @@
-"""The serial llama engine on its own: prompt reuse, cancellation during the prompt."""
+"""The batching engine on its own, with the real model: prefix reuse, slots, cancellation,
+and replies that do not depend on what else is running."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.engine.llama_engine import LlamaEngine
+from app.engine.batching import BatchingEngine
 from config import ModelSettings, resolve_model
+from conversion.errors import ServerBusyError
 from conversion.requests import GenerationParams, SamplingParams
 from tests.conftest import TEST_THREADS
 
-GREEDY = GenerationParams(SamplingParams(temperature=0, top_p=1, seed=None), 8, ())
+
+def greedy(max_tokens: int = 8) -> GenerationParams:
+    return GenerationParams(SamplingParams(temperature=0, top_p=1, seed=None), max_tokens, ())
+
+
+def make_engine(model_path: Path, **overrides: Any) -> BatchingEngine:
+    options: dict[str, Any] = {"n_ctx": 2048, "n_batch": 64, "n_parallel": 4}
+    options.update(overrides)
+    settings = ModelSettings(path=str(model_path), n_threads=TEST_THREADS, **options)
+    return BatchingEngine(resolve_model(settings), settings, queue_size=2)
 
 
 @pytest.fixture
-def engine(model_path: Path) -> Iterator[LlamaEngine]:
-    settings = ModelSettings(path=str(model_path), n_ctx=2048, n_batch=32, n_threads=TEST_THREADS)
-    engine = LlamaEngine(resolve_model(settings), settings, queue_size=4)
+async def engine(model_path: Path) -> AsyncIterator[BatchingEngine]:
+    engine = make_engine(model_path)
     engine.start()
     try:
+        async with asyncio.timeout(30):
+            while engine.state != "ready":
+                await asyncio.sleep(0.01)
         yield engine
     finally:
-        engine.close()
+        await asyncio.to_thread(engine.close)
 
 
-async def wait_ready(engine: LlamaEngine) -> None:
-    async with asyncio.timeout(30):
-        while engine.state != "ready":
-            await asyncio.sleep(0.01)
-
-
-def chat(engine: LlamaEngine, text: str) -> list[int]:
+def chat(engine: BatchingEngine, text: str) -> list[int]:
     return engine.tokenize_chat([{"role": "user", "content": text}]).tokens
 
 
-async def reply(engine: LlamaEngine, prompt: list[int]) -> str:
+async def reply(engine: BatchingEngine, prompt: list[int], params: GenerationParams) -> str:
     parts = []
-    async for event in engine.submit(prompt, GREEDY).events():
+    async for event in engine.submit(prompt, params).events():
         parts.append(getattr(event, "text", ""))
     return "".join(parts)
 
 
-async def test_whole_chunks_of_a_shared_prompt_prefix_are_reused(engine: LlamaEngine) -> None:
-    await wait_ready(engine)
-    document = "The quick brown fox jumps over the lazy dog. " * 20
-    first = chat(engine, document + "Summarise.")
-    second = chat(engine, document + "Translate.")
-    alone = await reply(engine, second)
-    await reply(engine, first)
-    again = await reply(engine, second)
+async def test_the_next_turn_of_a_chat_only_evaluates_what_is_new(
+    engine: BatchingEngine,
+) -> None:
+    history = [{"role": "user", "content": "Name three rivers."}]
+    first = engine.tokenize_chat(history).tokens  # type: ignore[arg-type]
+    answer = await reply(engine, first, greedy(24))
+    history += [
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": "Which is longest?"},
+    ]
+    second = engine.tokenize_chat(history).tokens  # type: ignore[arg-type]
+    await reply(engine, second, greedy(8))
     record: Any = engine.records[-1]
-    assert record.reused_tokens >= 32 * 5  # most of the shared document
-    assert record.reused_tokens % 32 == 0
+    assert record.reused_tokens >= len(first)  # the whole first turn, reply included
     assert record.reused_tokens + record.evaluated_tokens == len(second)
-    assert again == alone  # reuse never changes the reply
 
 
-async def test_cancelling_during_a_long_prompt_stops_between_chunks(engine: LlamaEngine) -> None:
-    await wait_ready(engine)
-    prompt = chat(engine, "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 120)
-    assert len(prompt) > 1500
-    handle = engine.submit(prompt, GREEDY)
-    consumer = asyncio.ensure_future(reply_from(handle))
-    await asyncio.sleep(0.05)  # evaluating ~1500 tokens 32 at a time takes far longer
+async def test_a_request_goes_to_the_slot_holding_its_prefix(engine: BatchingEngine) -> None:
+    document = "The quick brown fox jumps over the lazy dog. " * 20
+    prompts = [chat(engine, f"{topic} {document}") for topic in ("Cats.", "Dogs.", "Owls.")]
+    for prompt in prompts:  # three slots now hold three different caches
+        await reply(engine, prompt, greedy(2))
+    again = chat(engine, "Cats. " + document + "Summarise.")
+    await reply(engine, again, greedy(2))
+    record: Any = engine.records[-1]
+    assert record.reused_tokens > len(prompts[0]) - 10
+
+
+async def test_replies_under_load_equal_replies_alone(engine: BatchingEngine) -> None:
+    questions = ["Tell me about the sea.", "What is 2 + 2?", "Write a haiku.", "Name a colour."]
+    prompts = [chat(engine, q) for q in questions]
+    alone = [await reply(engine, p, greedy(48)) for p in prompts]
+    seeded = GenerationParams(SamplingParams(temperature=0.9, top_p=0.95, seed=7), 48, ())
+    seeded_alone = await reply(engine, prompts[0], seeded)
+    together = await asyncio.gather(
+        *(reply(engine, p, greedy(48)) for p in prompts), reply(engine, prompts[0], seeded)
+    )
+    assert together == [*alone, seeded_alone]
+
+
+async def test_cancelling_during_a_long_prompt_frees_the_slot(engine: BatchingEngine) -> None:
+    prompt = chat(engine, "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 60)
+    assert len(prompt) > 700
+    handle = engine.submit(prompt, greedy())
+    consumer = asyncio.ensure_future(drain(handle))
+    await asyncio.sleep(0.3)  # reading ~750 tokens takes seconds here
     consumer.cancel()
     async with asyncio.timeout(10):
         while not engine.records:
@@ -74,11 +105,25 @@ async def test_cancelling_during_a_long_prompt_stops_between_chunks(engine: Llam
     record: Any = engine.records[-1]
     assert record.outcome == "cancelled"
     assert record.completion_tokens == 0
-    assert record.evaluated_tokens < len(prompt) - 32
     assert engine.queue_depth() == 0
-    assert await reply(engine, chat(engine, "Hi")) is not None  # and the engine goes on
+    assert await reply(engine, chat(engine, "Hi"), greedy()) is not None  # and it goes on
 
 
-async def reply_from(handle: Any) -> None:
+async def test_a_full_queue_is_refused_at_once(model_path: Path) -> None:
+    engine = make_engine(model_path, n_parallel=1)
+    engine.start()
+    try:
+        await asyncio.to_thread(engine.wait_loaded)
+        prompt = chat(engine, "Count to one hundred.")
+        handles = [engine.submit(prompt, greedy(200)) for _ in range(3)]  # 1 runs, 2 wait
+        with pytest.raises(ServerBusyError):
+            engine.submit(prompt, greedy())
+        for handle in handles:
+            handle.cancel()
+    finally:
+        await asyncio.to_thread(engine.close)
+
+
+async def drain(handle: Any) -> None:
     async for _ in handle.events():
         pass

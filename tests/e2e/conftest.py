@@ -40,8 +40,8 @@ class LiveServer:
         return openai.AsyncOpenAI(base_url=self.base_url, api_key="any-key", max_retries=0)
 
 
-def serve(model_path: Path, **server_settings: Any) -> Iterator[LiveServer]:
-    app = create_app(make_settings(model_path, **server_settings))
+def serve(model_path: Path, **settings: Any) -> Iterator[LiveServer]:
+    app = create_app(make_settings(model_path, **settings))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

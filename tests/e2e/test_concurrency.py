@@ -1,4 +1,7 @@
-"""Queueing, fairness and client disconnects against a live server (serial engine)."""
+"""Batching, queueing and client disconnects against a live server.
+
+The queue tests use one slot, so that a single long generation fills the engine.
+"""
 
 from __future__ import annotations
 
@@ -110,6 +113,34 @@ def test_two_concurrent_streams_produce_what_they_produce_alone(live: LiveServer
     assert [s.finish_reason for s in together] == ["length", "length"]
 
 
+def test_four_concurrent_replies_equal_the_same_replies_alone(live: LiveServer) -> None:
+    """Greedy and fixed-seed replies must not depend on what else is in the batch."""
+    requests: list[dict[str, Any]] = [
+        {"messages": STORY, "max_tokens": 48, "temperature": 0},
+        {"messages": COUNT, "max_tokens": 48, "temperature": 0},
+        {
+            "messages": [{"role": "user", "content": "Describe Paris."}],
+            "max_tokens": 48,
+            "temperature": 0,
+        },
+        {"messages": STORY, "max_tokens": 48, "temperature": 0.9, "top_p": 0.9, "seed": 11},
+    ]
+    alone = []
+    for request in requests:
+        streamer = Streamer(live, **request)
+        streamer.run()
+        alone.append(streamer.text)
+    together = [Streamer(live, **request) for request in requests]
+    for streamer in together:
+        streamer.start()
+    assert all(s.started.wait(30) for s in together)
+    assert all(s.is_alive() for s in together[:3])  # they stream at the same time
+    for streamer in together:
+        streamer.join(timeout=120)
+    assert [s.text for s in together] == alone
+    assert all(s.finish_reason == "length" for s in together)
+
+
 def test_models_and_health_answer_at_once_during_a_generation(live: LiveServer) -> None:
     streamer = Streamer(live, messages=COUNT, max_tokens=200, temperature=0)
     streamer.start()
@@ -123,7 +154,13 @@ def test_models_and_health_answer_at_once_during_a_generation(live: LiveServer) 
     assert streamer.finish_reason == "length"  # and nothing cut it off
 
 
-def test_requests_are_served_in_arrival_order(live: LiveServer) -> None:
+@pytest.fixture(scope="module")
+def one_slot(model_path: Path) -> Iterator[LiveServer]:
+    yield from serve(model_path, slots=1)
+
+
+def test_requests_are_served_in_arrival_order(one_slot: LiveServer) -> None:
+    live = one_slot
     first = Streamer(live, messages=COUNT, max_tokens=1000, temperature=0)
     first.start()
     assert first.started.wait(30)
@@ -145,7 +182,7 @@ def test_requests_are_served_in_arrival_order(live: LiveServer) -> None:
 
 @pytest.fixture
 def small_queue(model_path: Path) -> Iterator[LiveServer]:
-    yield from serve(model_path, queue_size=1)
+    yield from serve(model_path, slots=1, queue_size=1)
 
 
 def test_a_full_queue_answers_503_with_retry_after_and_frees_places(

@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 
-from conversion.responses import ChunkFactory, to_chat_completion, to_usage
+from conversion.responses import (
+    ChunkFactory,
+    reported_cached_tokens,
+    to_chat_completion,
+    to_usage,
+)
 
 
 def encoded(obj: object) -> dict:  # type: ignore[type-arg]
     return msgspec.json.decode(msgspec.json.encode(obj))
 
 
-def test_usage_total_is_the_sum() -> None:
-    assert encoded(to_usage(7, 5)) == {
-        "prompt_tokens": 7,
+def test_usage_total_is_the_sum_and_cached_tokens_are_detailed() -> None:
+    assert encoded(to_usage(2000, 5, 1500)) == {
+        "prompt_tokens": 2000,
         "completion_tokens": 5,
-        "total_tokens": 12,
+        "total_tokens": 2005,
+        "prompt_tokens_details": {"cached_tokens": 1408},
     }
+
+
+@pytest.mark.parametrize(
+    ("prompt", "reused", "reported"),
+    [(7, 6, 0), (1023, 1000, 0), (1024, 127, 0), (1024, 128, 128), (1500, 1499, 1408)],
+)
+def test_cached_tokens_are_counted_as_openai_does(prompt: int, reused: int, reported: int) -> None:
+    assert reported_cached_tokens(prompt, reused) == reported
 
 
 def test_chat_completion_shape() -> None:
@@ -71,5 +86,10 @@ def test_with_include_usage_every_chunk_has_null_usage_until_the_last() -> None:
     assert role["usage"] is None
     assert finish["usage"] is None
     assert last["choices"] == []
-    assert last["usage"] == {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}
+    assert last["usage"] == {
+        "prompt_tokens": 2,
+        "completion_tokens": 1,
+        "total_tokens": 3,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
     assert last["id"] == role["id"]

@@ -1,0 +1,112 @@
+"""The loaded GGUF: weights, one llama.cpp context with a KV stream per slot, vocabulary.
+
+llama-cpp-python's `Llama` class drives a single sequence, so the batching engine builds
+on its thin wrappers (`LlamaModel`) and the raw C API instead. The context is created
+with one *separate* KV stream per slot (`kv_unified = false`): llama.cpp then computes
+each sequence's attention over its own cache only, so what else is in the batch cannot
+change a sequence's numbers (with a unified cache, other sequences' cells shift how
+the sums are grouped, and greedy replies drift with the load).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import time
+
+import llama_cpp
+from llama_cpp._internals import LlamaModel
+
+from app.engine.template import ChatTemplate
+from config.settings import ModelSettings
+
+__all__ = ("LoadedModel",)
+
+logger = logging.getLogger("llm_service.engine")
+
+_FLASH_ATTN = {
+    "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
+    "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+    "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+}
+_KV_TYPE = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0}
+
+
+class LoadedModel:
+    """Owns the native model and context; freed by `close()` (worker thread only)."""
+
+    def __init__(self, path: str, settings: ModelSettings, threads: int) -> None:
+        # llama.cpp logs every tensor and graph at load; keep its errors only, unless
+        # the operator asked for debug logs.
+        native_log = logging.getLogger("llama-cpp-python")
+        native_log.setLevel(logging.DEBUG if logger.isEnabledFor(logging.DEBUG) else logging.ERROR)
+        started = time.perf_counter()
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = (
+            0x7FFFFFFF if settings.n_gpu_layers == -1 else settings.n_gpu_layers
+        )
+        self.model = LlamaModel(path_model=path, params=model_params, verbose=False)
+        self.vocab = self.model.vocab
+        self.slots = settings.n_parallel
+        self.n_ctx_seq = settings.n_ctx or self.model.n_ctx_train()
+        # one decode call carries a token of every slot besides prompt tokens
+        self.n_batch = max(settings.n_batch, self.slots)
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = self.n_ctx_seq * self.slots
+        params.n_batch = params.n_ubatch = self.n_batch
+        params.n_seq_max = self.slots
+        params.kv_unified = False
+        params.n_threads = threads
+        params.n_threads_batch = settings.n_threads_batch or threads
+        params.flash_attn_type = _FLASH_ATTN[settings.flash_attn]
+        params.type_k = params.type_v = _KV_TYPE[settings.kv_cache_type]
+        params.no_perf = True
+        self.ctx = llama_cpp.llama_init_from_model(self.model.model, params)
+        if self.ctx is None:
+            self.model.close()  # type: ignore[no-untyped-call]
+            raise RuntimeError(
+                f"llama.cpp could not create a context of {self.n_ctx_seq} tokens x "
+                f"{self.slots} slots (out of memory, or kv_cache_type={settings.kv_cache_type!r}"
+                " without flash attention?)"
+            )
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.template = ChatTemplate(self.model, settings)
+        self.load_seconds = time.perf_counter() - started
+        self._pieces: dict[int, bytes] = {}
+
+    def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
+        """Thread-safe (reads the vocabulary only): routes call it beside decoding."""
+        return list(self.model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token (maybe part of a UTF-8 character); cached, so a long
+        reply costs the same per token as a short one."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            size = 64
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, size, 0, False)
+            if n < 0:
+                size = -n
+                buf = ctypes.create_string_buffer(size)
+                n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, size, 0, False)
+            piece = self._pieces[token] = buf.raw[:n]
+        return piece
+
+    def forget(self, seq: int, keep: int = 0) -> None:
+        """Drop a sequence's cached tokens from position `keep` on."""
+        llama_cpp.llama_memory_seq_rm(self.memory, seq, keep, -1)
+
+    def copy(self, source: int, target: int) -> None:
+        """Make `target`'s cache a copy of `source`'s (a whole KV stream: llama.cpp
+        copies streams, not ranges; cut the copy with `forget`)."""
+        llama_cpp.llama_memory_seq_cp(self.memory, source, target, -1, -1)
+
+    def close(self) -> None:
+        if self.ctx is not None:
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
+        self.model.close()  # type: ignore[no-untyped-call]

@@ -1,0 +1,142 @@
+"""Slots: one per sequence the engine can generate at once, each with its own KV cache.
+
+A slot outlives its requests: when one ends, the tokens it leaves in the slot's cache
+(prompt and reply) stay there, so the next turn of the same chat, which resends that
+history, only has to evaluate what is new. `pick_slot` is the policy and is pure, so
+it is tested without a model.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import llama_cpp
+
+from app.engine.jobs import Job
+from conversion.requests import SamplingParams
+from conversion.text import TextAssembler
+
+__all__ = ("COPY_WORTH", "Placement", "Slot", "common_prefix", "new_sampler", "pick_slot")
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the shared start of two token lists."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:  # the common case (a resent history) at C speed
+        return n
+    low, high = 0, n  # invariant: a[:low] == b[:low] and a[:high] != b[:high]
+    while high - low > 1:
+        mid = (low + high) // 2
+        if a[:mid] == b[:mid]:
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+@dataclass(eq=False)
+class Slot:
+    seq: int
+    """llama.cpp sequence id, and so the KV stream this slot owns."""
+    cached: list[int] = field(default_factory=list)
+    """Tokens whose keys and values are in this slot's KV cache, in position order."""
+    last_used: int = 0
+    job: Job | None = None
+    sampler: llama_cpp.llama_sampler_p | None = None
+    assembler: TextAssembler | None = None
+    reused: int = 0
+    """Prompt tokens the current job found already cached."""
+    limit: int = 0
+    """Most completion tokens the current job may generate."""
+    next_token: int | None = None
+    """Sampled but not yet fed back: its KV is computed by the next decode step."""
+    logits_index: int = -1
+    """Where this slot's logits sit in the current batch; -1 when it has none."""
+
+    @property
+    def prefilling(self) -> bool:
+        return self.job is not None and len(self.cached) < len(self.job.prompt)
+
+    def release(self) -> None:
+        """End the job; the cache stays for the next request to reuse."""
+        if self.sampler is not None:
+            llama_cpp.llama_sampler_free(self.sampler)
+        self.job, self.sampler, self.assembler, self.next_token = None, None, None, None
+        self.logits_index = -1
+
+
+COPY_WORTH = 16
+"""Shared tokens from which copying another slot's cache beats evaluating them again:
+copying a KV stream is one memory copy, evaluating 16 tokens takes tens of ms on a CPU."""
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a request goes, how many cached tokens it keeps, and whose cache they are."""
+
+    slot: Slot
+    keep: int
+    copy_from: Slot | None = None
+    """Another free slot whose cache is copied into `slot` first (then cut to `keep`)."""
+
+
+def pick_slot(free: Sequence[Slot], prompt: Sequence[int]) -> Placement:
+    """Place `prompt` in one of the free slots.
+
+    A slot whose cache the prompt mostly continues (at least half of the cache, e.g. a
+    chat resending its history) wins, the longest match first. Otherwise the prompt
+    goes to an empty slot, else to the least recently used one, so that a new
+    conversation sharing only a system prompt does not evict another's history; if
+    another slot shares a longer start (the system prompt, a document), that part of
+    its cache is copied over rather than evaluated again.
+
+    At least the last prompt token is always evaluated again: its logits give the first
+    reply token.
+    """
+
+    def keep(slot: Slot) -> int:
+        return min(common_prefix(slot.cached, prompt), len(prompt) - 1)
+
+    matches = [(keep(slot), slot) for slot in free if slot.cached]
+    continued = [(k, slot) for k, slot in matches if 2 * k >= len(slot.cached)]
+    if continued:
+        best_keep, best = max(continued, key=lambda pair: (pair[0], -pair[1].last_used))
+        return Placement(best, best_keep)
+    empty = [slot for slot in free if not slot.cached]
+    target = empty[0] if empty else min(free, key=lambda slot: slot.last_used)
+    own = keep(target) if target.cached else 0
+    donors = [(k, slot) for k, slot in matches if slot is not target]
+    if donors:
+        donor_keep, donor = max(donors, key=lambda pair: pair[0])
+        if donor_keep >= own + COPY_WORTH:
+            return Placement(target, donor_keep, donor)
+    return Placement(target, own)
+
+
+def _llama_seed(seed: int | None) -> int:
+    """OpenAI seeds are any integer; llama.cpp takes uint32 where 0xFFFFFFFF means random."""
+    if seed is None:
+        return random.randrange(0xFFFFFFFF)
+    return min(seed & 0xFFFFFFFF, 0xFFFFFFFE)
+
+
+def new_sampler(params: SamplingParams) -> llama_cpp.llama_sampler_p:
+    """A native sampler chain for one request: greedy at temperature 0, else top-p, then
+    temperature, then a draw from the request's own seeded generator (so one request's
+    randomness never depends on another's)."""
+    chain: llama_cpp.llama_sampler_p = llama_cpp.llama_sampler_chain_init(
+        llama_cpp.llama_sampler_chain_default_params()
+    )
+    if params.temperature == 0:
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+        return chain
+    if params.top_p < 1:
+        top_p = llama_cpp.llama_sampler_init_top_p(params.top_p, 1)
+        llama_cpp.llama_sampler_chain_add(chain, top_p)
+    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
+    llama_cpp.llama_sampler_chain_add(
+        chain, llama_cpp.llama_sampler_init_dist(_llama_seed(params.seed))
+    )
+    return chain
