@@ -7,10 +7,10 @@ token of every generating slot into a batch, fills the rest with prompt tokens o
 slots still reading their prompt, makes one `llama_decode` call, and samples each
 slot's next token with that request's own native sampler chain.
 
-While others stream, a prompt is read in pieces sized from measured costs so a step
-with prompt tokens takes about twice a plain decode step: a 1,000-token prompt then
-slows the running streams down instead of freezing them for seconds. Alone, a prompt
-is read `n_batch` tokens at a time.
+While others stream, a prompt is read in pieces sized from measured costs so that a
+step with prompt tokens takes about `PROMPT_STEP_COST` plain decode steps: a
+1,000-token prompt then slows the running streams down instead of freezing them for
+seconds. Alone, a prompt is read `n_batch` tokens at a time.
 
 The event loop never waits on llama.cpp (ctypes releases the GIL during decode), so
 /health and /v1/models stay instant; tokens reach the loop via `call_soon_threadsafe`.
@@ -40,9 +40,14 @@ from conversion.messages import TemplateMessage
 from conversion.requests import GenerationParams
 from conversion.text import TextAssembler
 
-__all__ = ("BatchingEngine", "default_threads")
+__all__ = ("PROMPT_STEP_COST", "BatchingEngine", "default_threads")
 
 logger = logging.getLogger("llm_service.engine")
+
+PROMPT_STEP_COST = 2.5
+"""A decode step that also reads prompt tokens may take this many plain steps: the
+streams' worst inter-token gap stays under 3x their usual one, and a long prompt still
+advances by several tokens per step."""
 
 
 def default_threads() -> int:
@@ -51,28 +56,29 @@ def default_threads() -> int:
     return cores if cores <= 4 else cores // 2
 
 
-class _StepCosts:
-    """Running estimates of a plain decode step and of one prompt token in a step."""
+class _PromptBudget:
+    """How many prompt tokens a step that also decodes for other slots may carry.
 
-    def __init__(self) -> None:
+    A feedback loop rather than a cost model: reading prompt tokens beside decoding
+    costs a fixed graph pass plus a per-token part, both machine-dependent. The budget
+    grows while such steps stay under `PROMPT_STEP_COST` plain decode steps and shrinks
+    when they go over.
+    """
+
+    def __init__(self, n_batch: int) -> None:
+        self.n_batch = n_batch
         self.decode_step = 0.0
-        self.prompt_token = 0.0
+        self.tokens = min(16, n_batch)
 
     def observe(self, seconds: float, decode_tokens: int, prompt_tokens: int) -> None:
         if prompt_tokens == 0:
             known = self.decode_step
             self.decode_step = 0.8 * known + 0.2 * seconds if known else seconds
-        elif decode_tokens and self.decode_step:
-            per_token = max(seconds - self.decode_step, 0.0) / prompt_tokens
-            self.prompt_token = (
-                0.8 * self.prompt_token + 0.2 * per_token if self.prompt_token else per_token
-            )
-
-    def prompt_budget(self, n_batch: int) -> int:
-        """Prompt tokens to add to a step that also decodes for other slots."""
-        if not (self.decode_step and self.prompt_token):
-            return min(16, n_batch)  # until measured: small, and soon measured
-        return max(2, min(n_batch, int(self.decode_step / self.prompt_token)))
+        elif decode_tokens and self.decode_step and prompt_tokens >= self.tokens:
+            if seconds > PROMPT_STEP_COST * self.decode_step:
+                self.tokens = max(2, self.tokens * 4 // 5)
+            else:
+                self.tokens = min(self.n_batch, self.tokens * 5 // 4 + 1)
 
 
 class BatchingEngine:
@@ -91,7 +97,7 @@ class BatchingEngine:
         self._model: LoadedModel | None = None
         self._slots = [Slot(seq) for seq in range(settings.n_parallel)]
         self._clock = itertools.count(1)
-        self._costs = _StepCosts()
+        self._budget = _PromptBudget(settings.n_batch)
 
     # --- event-loop side ----------------------------------------------------------------
 
@@ -247,7 +253,7 @@ class BatchingEngine:
             fed.append((slot, [slot.next_token]))
         budget = model.n_batch - len(decoding)
         if decoding:
-            budget = min(budget, self._costs.prompt_budget(model.n_batch))
+            budget = min(budget, self._budget.tokens)
         for slot in reading:
             if budget <= 0:
                 break
@@ -269,7 +275,7 @@ class BatchingEngine:
         if status != 0:
             self._fail(fed, status)
             return
-        self._costs.observe(
+        self._budget.observe(
             time.perf_counter() - started,
             len(decoding),
             self._batch.n_tokens - len(decoding),
