@@ -19,6 +19,7 @@ from app.disconnect import unless_disconnected
 from app.engine.base import Engine, Finished, Generation, GenerationEvent, TextDelta
 from app.sse import DONE, error_event, event
 from config.settings import Settings
+from conversion.errors import InvalidRequestError
 from conversion.messages import to_template_messages
 from conversion.requests import check_context_length, to_generation_params
 from conversion.responses import ChunkFactory, to_chat_completion, to_usage
@@ -71,6 +72,10 @@ async def create_chat_completion(
     params = to_generation_params(body, settings.sampling)
     messages = to_template_messages(body.messages)
     prompt = await anyio.to_thread.run_sync(engine.tokenize_chat, messages)
+    if not prompt.tokens:
+        raise InvalidRequestError(
+            "The chat template renders these messages as an empty prompt.", param="messages"
+        )
     check_context_length(len(prompt.tokens), params.max_tokens, engine.context_length)
     if prompt.stop:
         params = dataclasses.replace(params, stop=params.stop + prompt.stop)

@@ -8,7 +8,7 @@ slots still reading their prompt, makes one `llama_decode` call, and samples eac
 slot's next token with that request's own native sampler chain.
 
 While others stream, a prompt is read in pieces sized from measured costs so that a
-step with prompt tokens takes about `PROMPT_STEP_COST` plain decode steps: a
+step with prompt tokens takes about `budget.PROMPT_STEP_COST` plain decode steps: a
 1,000-token prompt then slows the running streams down instead of freezing them for
 seconds. Alone, a prompt is read `n_batch` tokens at a time.
 
@@ -29,6 +29,7 @@ import time
 import llama_cpp
 
 from app.engine.base import ChatPrompt, EngineState, Finished, TextDelta
+from app.engine.budget import PromptBudget
 from app.engine.jobs import JobHandle, JobQueue, JobRecord
 from app.engine.model import LoadedModel
 from app.engine.slots import Slot, new_sampler, pick_slot
@@ -40,45 +41,15 @@ from conversion.messages import TemplateMessage
 from conversion.requests import GenerationParams
 from conversion.text import TextAssembler
 
-__all__ = ("PROMPT_STEP_COST", "BatchingEngine", "default_threads")
+__all__ = ("BatchingEngine", "default_threads")
 
 logger = logging.getLogger("llm_service.engine")
-
-PROMPT_STEP_COST = 2.5
-"""A decode step that also reads prompt tokens may take this many plain steps: the
-streams' worst inter-token gap stays under 3x their usual one, and a long prompt still
-advances by several tokens per step."""
 
 
 def default_threads() -> int:
     """All cores on small machines; half of them (≈ physical cores) on bigger ones."""
     cores = os.cpu_count() or 1
     return cores if cores <= 4 else cores // 2
-
-
-class _PromptBudget:
-    """How many prompt tokens a step that also decodes for other slots may carry.
-
-    A feedback loop rather than a cost model: reading prompt tokens beside decoding
-    costs a fixed graph pass plus a per-token part, both machine-dependent. The budget
-    grows while such steps stay under `PROMPT_STEP_COST` plain decode steps and shrinks
-    when they go over.
-    """
-
-    def __init__(self, n_batch: int) -> None:
-        self.n_batch = n_batch
-        self.decode_step = 0.0
-        self.tokens = min(16, n_batch)
-
-    def observe(self, seconds: float, decode_tokens: int, prompt_tokens: int) -> None:
-        if prompt_tokens == 0:
-            known = self.decode_step
-            self.decode_step = 0.8 * known + 0.2 * seconds if known else seconds
-        elif decode_tokens and self.decode_step and prompt_tokens >= self.tokens:
-            if seconds > PROMPT_STEP_COST * self.decode_step:
-                self.tokens = max(2, self.tokens * 4 // 5)
-            else:
-                self.tokens = min(self.n_batch, self.tokens * 5 // 4 + 1)
 
 
 class BatchingEngine:
@@ -95,9 +66,11 @@ class BatchingEngine:
         self._queue = JobQueue(queue_size, settings.n_parallel)
         self._thread = threading.Thread(target=self._work, name="llm-engine", daemon=True)
         self._model: LoadedModel | None = None
+        self._model_lock = threading.Lock()
+        """Held while tokenizing (route threads) and while freeing the model."""
         self._slots = [Slot(seq) for seq in range(settings.n_parallel)]
         self._clock = itertools.count(1)
-        self._budget = _PromptBudget(settings.n_batch)
+        self._budget = PromptBudget(settings.n_batch)
 
     # --- event-loop side ----------------------------------------------------------------
 
@@ -136,11 +109,12 @@ class BatchingEngine:
         self._thread.start()
 
     def tokenize_chat(self, messages: list[TemplateMessage]) -> ChatPrompt:
-        self.check_ready()
-        model = self._model
-        assert model is not None
-        prompt, has_special, stop = model.template.render(messages)
-        return ChatPrompt(model.tokenize(prompt, add_bos=not has_special), stop)
+        with self._model_lock:  # the worker must not free the vocabulary meanwhile
+            self.check_ready()
+            model = self._model
+            assert model is not None
+            prompt, has_special, stop = model.template.render(messages)
+            return ChatPrompt(model.tokenize(prompt, add_bos=not has_special), stop)
 
     def submit(self, prompt: list[int], params: GenerationParams) -> JobHandle:
         self.check_ready()
@@ -205,7 +179,8 @@ class BatchingEngine:
                     self._end(slot, "cancelled")
             if self._model is not None:
                 llama_cpp.llama_batch_free(self._batch)
-                self._model.close()
+                with self._model_lock:  # state is closed or failed: no new tokenizing
+                    self._model.close()
 
     def _admit(self) -> None:
         model = self._model
@@ -247,7 +222,10 @@ class BatchingEngine:
         reading = sorted((s for s in running if s.prefilling), key=lambda s: s.last_used)
         self._batch.n_tokens = 0
         fed: list[tuple[Slot, list[int]]] = []
-        for slot in decoding:  # ascending seq ids: llama.cpp batches them in one ubatch
+        # With a KV stream per slot llama.cpp splits a batch into passes of equally many
+        # tokens per sequence over consecutive seq ids; slots are filled lowest id
+        # first, so the generating ones are mostly consecutive and share one pass.
+        for slot in decoding:
             assert slot.next_token is not None
             slot.logits_index = self._add(slot.next_token, len(slot.cached), slot.seq, True)
             fed.append((slot, [slot.next_token]))
@@ -276,9 +254,7 @@ class BatchingEngine:
             self._fail(fed, status)
             return
         self._budget.observe(
-            time.perf_counter() - started,
-            len(decoding),
-            self._batch.n_tokens - len(decoding),
+            time.perf_counter() - started, len(decoding), self._batch.n_tokens - len(decoding)
         )
         for slot, tokens in fed:
             slot.cached.extend(tokens)

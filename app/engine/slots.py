@@ -18,7 +18,15 @@ from app.engine.jobs import Job
 from conversion.requests import SamplingParams
 from conversion.text import TextAssembler
 
-__all__ = ("COPY_WORTH", "Placement", "Slot", "common_prefix", "new_sampler", "pick_slot")
+__all__ = (
+    "CONTINUE_SLACK",
+    "COPY_WORTH",
+    "Placement",
+    "Slot",
+    "common_prefix",
+    "new_sampler",
+    "pick_slot",
+)
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -68,8 +76,13 @@ class Slot:
 
 
 COPY_WORTH = 16
-"""Shared tokens from which copying another slot's cache beats evaluating them again:
-copying a KV stream is one memory copy, evaluating 16 tokens takes tens of ms on a CPU."""
+"""Shared tokens from which copying another slot's cache beats evaluating them again.
+llama.cpp copies whole KV streams (`n_ctx` tokens of keys and values, ~94 MB for the
+4,096-token SmolLM2 default, ~2 GB for a 7B model), which still takes less time than a
+CPU needs to evaluate 16 prompt tokens of the same model."""
+CONTINUE_SLACK = 64
+"""Cached tokens a prompt may leave unused and still count as continuing the slot (a
+reply cut by a stop string holds tokens the client never saw, so never resends)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +98,8 @@ class Placement:
 def pick_slot(free: Sequence[Slot], prompt: Sequence[int]) -> Placement:
     """Place `prompt` in one of the free slots.
 
-    A slot whose cache the prompt mostly continues (at least half of the cache, e.g. a
-    chat resending its history) wins, the longest match first. Otherwise the prompt
+    A slot whose cache the prompt continues (all of it but `CONTINUE_SLACK` tokens, e.g.
+    a chat resending its history) wins, the longest match first. Otherwise the prompt
     goes to an empty slot, else to the least recently used one, so that a new
     conversation sharing only a system prompt does not evict another's history; if
     another slot shares a longer start (the system prompt, a document), that part of
@@ -97,10 +110,12 @@ def pick_slot(free: Sequence[Slot], prompt: Sequence[int]) -> Placement:
     """
 
     def keep(slot: Slot) -> int:
-        return min(common_prefix(slot.cached, prompt), len(prompt) - 1)
+        return max(0, min(common_prefix(slot.cached, prompt), len(prompt) - 1))
 
     matches = [(keep(slot), slot) for slot in free if slot.cached]
-    continued = [(k, slot) for k, slot in matches if 2 * k >= len(slot.cached)]
+    continued = [
+        (k, slot) for k, slot in matches if k > 0 and len(slot.cached) - k <= CONTINUE_SLACK
+    ]
     if continued:
         best_keep, best = max(continued, key=lambda pair: (pair[0], -pair[1].last_used))
         return Placement(best, best_keep)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from app.engine.slots import COPY_WORTH, Slot, common_prefix, pick_slot
+from app.engine.slots import CONTINUE_SLACK, COPY_WORTH, Slot, common_prefix, pick_slot
 
 SYSTEM = list(range(100, 130))
 
@@ -56,3 +56,15 @@ def test_without_empty_slots_the_least_recently_used_is_taken() -> None:
 def test_the_last_prompt_token_is_always_evaluated_again() -> None:
     prompt = [*SYSTEM, 1, 2]
     assert pick_slot([slot(0, prompt)], prompt).keep == len(prompt) - 1
+
+
+def test_sharing_a_long_system_prompt_is_not_continuing_a_chat() -> None:
+    system = list(range(1000))
+    chat_a = [*system, *range(5000, 5000 + CONTINUE_SLACK + 1)]
+    slots = [slot(0, chat_a), slot(1, [])]
+    place = pick_slot(slots, [*system, 7])
+    assert (place.slot.seq, place.keep, place.copy_from) == (1, 1000, slots[0])
+
+
+def test_an_empty_prompt_keeps_nothing() -> None:
+    assert pick_slot([slot(0, [1, 2, 3])], []).keep == 0
