@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from typing import Literal
 
 import llama_cpp
 
@@ -287,13 +288,13 @@ class BatchingEngine:
         else:
             slot.next_token = token
 
-    def _finish(self, slot: Slot, reason: str) -> None:
+    def _finish(self, slot: Slot, reason: Literal["stop", "length"]) -> None:
         job, assembler = slot.job, slot.assembler
         assert job is not None
         assert assembler is not None
         if tail := assembler.finish():
             job.put(TextDelta(tail))
-        finished = Finished(reason, len(job.prompt), job.completion_tokens, slot.reused)  # type: ignore[arg-type]
+        finished = Finished(reason, len(job.prompt), job.completion_tokens, slot.reused)
         self._end(slot, reason, finished)
 
     def _end(self, slot: Slot, outcome: str, last: Finished | Exception | None = None) -> None:
