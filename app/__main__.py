@@ -53,9 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     config_file, cli = parse_args(argv)
     try:
         settings = load_settings(config_file=config_file, cli=cli)
+        from app.auth import load_api_keys, warn_if_exposed
         from app.main import create_app  # after settings: a bad flag fails fast
 
         application = create_app(settings)
+        warn_if_exposed(settings.server.host, load_api_keys(settings.server))
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - the CLI's own message
         return 2

@@ -15,11 +15,13 @@ from contextlib import asynccontextmanager
 
 import anyio
 from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 
+from app.auth import api_key_guard, load_api_keys
 from app.engine.base import Engine
 from app.engine.batching import BatchingEngine
 from app.errors import EXCEPTION_HANDLERS
@@ -58,7 +60,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         root={"level": settings.server.log_level.upper(), "handlers": ["queue_listener"]},
         log_exceptions="never",  # app.errors logs what deserves it, once
     )
+    keys = load_api_keys(settings.server)
     the_engine = engine if engine is not None else _default_engine(settings)
+    origins = settings.server.cors_origins
 
     @asynccontextmanager
     async def engine_lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -71,7 +75,15 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             await anyio.to_thread.run_sync(the_engine.close)
 
     return Litestar(
-        route_handlers=[Router("/v1", route_handlers=list(V1_ROUTES)), health],
+        route_handlers=[
+            Router(
+                "/v1", route_handlers=list(V1_ROUTES), guards=[api_key_guard(keys)] if keys else []
+            ),
+            health,
+        ],
+        cors_config=CORSConfig(allow_origins=list(origins), allow_headers=["*"])
+        if origins
+        else None,
         dependencies={
             "engine": Provide(lambda: the_engine, sync_to_thread=False),
             "settings": Provide(lambda: settings, sync_to_thread=False),

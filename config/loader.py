@@ -10,7 +10,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 import msgspec
 
@@ -20,6 +20,8 @@ __all__ = ("ENV_PREFIX", "SettingsError", "env_var_name", "load_settings")
 
 ENV_PREFIX = "LLM_SERVICE_"
 CONFIG_FILE_VAR = ENV_PREFIX + "CONFIG"
+ENV_ALIASES = {ENV_PREFIX + "API_KEYS": ("server", "api_keys")}
+"""Short variable names the docs promise, besides LLM_SERVICE_<SECTION>_<KEY>."""
 _NULL_WORDS = frozenset({"", "none", "null"})
 
 Layer = dict[str, dict[str, Any]]
@@ -49,6 +51,8 @@ def _from_env(env: Mapping[str, str], sources: dict[str, str]) -> Layer:
             continue
         rest = var[len(ENV_PREFIX) :].lower()
         section, _, key = rest.partition("_")
+        if var in ENV_ALIASES:
+            section, key = ENV_ALIASES[var]
         if section not in sections or key not in sections[section]:
             known = ", ".join(
                 env_var_name(s, k) for s in sorted(sections) for k in sorted(sections[s])
@@ -83,6 +87,18 @@ def _merge(base: Layer, over: Mapping[str, Mapping[str, Any]]) -> None:
             base[section] = dict(values) if isinstance(values, Mapping) else values
 
 
+def _split_lists(merged: Layer) -> None:
+    """A list setting given as one string (environment, flag) is comma-separated."""
+    for section in msgspec.structs.fields(Settings):
+        values = merged.get(section.encode_name)
+        if not isinstance(values, dict):
+            continue
+        for field in msgspec.structs.fields(section.type):
+            value = values.get(field.encode_name)
+            if get_origin(field.type) is list and isinstance(value, str):
+                values[field.encode_name] = [p.strip() for p in value.split(",") if p.strip()]
+
+
 def _dotted(path: str) -> str:
     """`$.model.n_ctx` (msgspec's error path) -> `model.n_ctx`."""
     return path.removeprefix("$").lstrip(".")
@@ -111,6 +127,7 @@ def load_settings(
             for key in values:
                 sources[f"{section}.{key}"] = "command-line flag"
         _merge(merged, cli)
+    _split_lists(merged)
     try:
         return msgspec.convert(merged, Settings, strict=False)
     except msgspec.ValidationError as exc:

@@ -90,6 +90,13 @@ class ServerSettings(ConfigModel, frozen=True):
 
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 8000
+    api_keys: list[str] = msgspec.field(default_factory=list)
+    """Keys a client must send as `Authorization: Bearer <key>` on /v1; empty = any key
+    works. Also settable as LLM_SERVICE_API_KEYS (comma-separated)."""
+    api_key_file: str | None = None
+    """A file of further API keys, one per line (blank lines and `#` comments skipped)."""
+    cors_origins: list[str] = msgspec.field(default_factory=list)
+    """Web origins browsers may call the API from (`*` = any); empty = no CORS."""
     queue_size: Annotated[int, Meta(ge=0)] = 16
     """Requests that may wait while all slots generate; more get 503 + Retry-After."""
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"

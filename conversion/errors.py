@@ -12,6 +12,7 @@ from typing import ClassVar
 from conversion.wire import ErrorBody, ErrorDetail
 
 __all__ = (
+    "AuthenticationError",
     "ContextLengthExceededError",
     "InternalError",
     "InvalidRequestError",
@@ -68,6 +69,14 @@ class InvalidRequestError(OpenAIError):
 
 class ContextLengthExceededError(InvalidRequestError):
     default_code = "context_length_exceeded"
+
+
+class AuthenticationError(OpenAIError):
+    """A missing or wrong API key: 401, the SDK raises `AuthenticationError`."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
 
 
 class NotFoundError(OpenAIError):

@@ -114,3 +114,10 @@ def test_served_id_is_configured_or_the_file_name_never_a_path() -> None:
     path = Path("/some/dir/Qwen2.5-0.5B-Instruct-Q4_K_M.gguf")
     assert served_model_id(ModelSettings(), path) == "Qwen2.5-0.5B-Instruct-Q4_K_M"
     assert served_model_id(ModelSettings(id="qwen"), path) == "qwen"
+
+
+def test_api_keys_come_comma_separated_from_the_short_env_var_and_flags() -> None:
+    env = {"LLM_SERVICE_API_KEYS": "a, b,,c"}
+    assert load_settings(env=env).server.api_keys == ["a", "b", "c"]
+    cli = {"server": {"cors_origins": "http://x.test,http://y.test"}}
+    assert load_settings(env={}, cli=cli).server.cors_origins == ["http://x.test", "http://y.test"]

@@ -1,0 +1,79 @@
+"""Optional API keys for /v1, and the warning for an open server on a network address.
+
+With no keys configured any `api_key` works, as clients written for OpenAI always send
+one. With keys, /v1 needs `Authorization: Bearer <key>`; /health stays open for load
+balancers. Keys are compared in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Guard
+
+from config.loader import SettingsError
+from config.settings import ServerSettings
+from conversion.errors import AuthenticationError
+
+__all__ = ("api_key_guard", "load_api_keys", "warn_if_exposed")
+
+logger = logging.getLogger("llm_service")
+
+
+def load_api_keys(server: ServerSettings) -> tuple[bytes, ...]:
+    """`server.api_keys` plus the keys in `server.api_key_file`, as bytes."""
+    keys = list(server.api_keys)
+    if server.api_key_file is not None:
+        try:
+            lines = Path(server.api_key_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"Invalid setting server.api_key_file: {exc}") from exc
+        keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return tuple(key.encode("utf-8") for key in keys)
+
+
+def _is_known(candidate: bytes, keys: tuple[bytes, ...]) -> bool:
+    """Compare with every key, in constant time each: timing tells nothing about which
+    key, or how much of one, matched."""
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(candidate, key)
+    return found
+
+
+def api_key_guard(keys: tuple[bytes, ...]) -> Guard:
+    """A route guard that lets through requests carrying one of `keys`."""
+
+    def require_api_key(
+        connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+    ) -> None:
+        scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not _is_known(token.strip().encode("utf-8"), keys):
+            raise AuthenticationError(
+                "Invalid or missing API key. Send one of the server's keys as "
+                "`Authorization: Bearer <key>` (the SDK's `api_key`)."
+            )
+
+    return require_api_key
+
+
+def warn_if_exposed(host: str, keys: tuple[bytes, ...]) -> None:
+    """Serving beyond this machine without keys lets anyone on the network use it."""
+    if keys:
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        logger.warning(
+            "Listening on %s without API keys: anyone who can reach this address can use "
+            "the model. Set server.api_keys (or LLM_SERVICE_API_KEYS) to require a key.",
+            host,
+        )
