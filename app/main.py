@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             "settings": Provide(lambda: settings, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.limits.max_body_bytes,
         lifespan=[engine_lifespan],
         logging_config=logging_config,
         openapi_config=OpenAPIConfig(title="LLM Service", version="0.1.0", path="/docs"),

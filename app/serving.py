@@ -20,6 +20,7 @@ from app.engine.base import Engine, Finished, Generation, GenerationEvent, TextD
 from app.sse import DONE, error_event, event
 from config.settings import Settings
 from conversion.errors import InvalidRequestError
+from conversion.limits import check_limits
 from conversion.messages import to_template_messages
 from conversion.requests import check_context_length, to_generation_params
 from conversion.responses import ChunkFactory, to_chat_completion, to_usage
@@ -69,7 +70,9 @@ async def create_chat_completion(
     request: Request[Any, Any, Any], body: ChatCompletionRequest, engine: Engine, settings: Settings
 ) -> ChatCompletion | AsyncIterator[bytes]:
     """Serve one request; returns the JSON body, or the SSE byte stream when streaming."""
+    check_limits(body, settings.limits)
     params = to_generation_params(body, settings.sampling)
+    params = dataclasses.replace(params, time_limit=settings.limits.request_timeout)
     messages = to_template_messages(body.messages)
     prompt = await anyio.to_thread.run_sync(engine.tokenize_chat, messages)
     if not prompt.tokens:

@@ -13,6 +13,7 @@ from msgspec import Meta
 
 __all__ = (
     "ConfigModel",
+    "LimitSettings",
     "ModelSettings",
     "SamplingDefaults",
     "ServerSettings",
@@ -102,9 +103,27 @@ class ServerSettings(ConfigModel, frozen=True):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
 
 
+class LimitSettings(ConfigModel, frozen=True):
+    """Bounds on what one request may ask for; beyond them it gets a 4xx, never a 500."""
+
+    max_body_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
+    """Largest request body; a bigger one is refused with 413 before it is read."""
+    max_messages: Annotated[int, Meta(ge=1)] = 1000
+    """Most messages in one chat request (400 beyond)."""
+    max_tokens: Annotated[int, Meta(ge=1)] | None = None
+    """Highest `max_tokens` a request may ask for (400 beyond, as OpenAI answers a cap
+    above a model's limit); unset = only the context length bounds it."""
+    max_stop_length: Annotated[int, Meta(ge=1)] = 256
+    """Longest stop string, in characters (400 beyond). OpenAI allows 4 of them."""
+    request_timeout: Annotated[float, Meta(gt=0)] | None = 600.0
+    """Seconds a generation may run (queueing included); it then ends with
+    `finish_reason: "length"` and what it has so far. Unset = no limit."""
+
+
 class Settings(ConfigModel, frozen=True):
     """All settings, one section per concern."""
 
     model: ModelSettings = msgspec.field(default_factory=ModelSettings)
     sampling: SamplingDefaults = msgspec.field(default_factory=SamplingDefaults)
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    limits: LimitSettings = msgspec.field(default_factory=LimitSettings)

@@ -38,6 +38,8 @@ class GenerationParams:
     max_tokens: int | None
     """Completion cap; None = until the model stops or the context is full."""
     stop: tuple[str, ...]
+    time_limit: float | None = None
+    """Seconds the request may take, queueing included; then it ends as `length`."""
 
 
 def _reject_unsupported(req: ChatCompletionRequest) -> None:

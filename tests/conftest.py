@@ -9,7 +9,7 @@ import pytest
 
 from config import ModelSettings, Settings
 from config.model_source import embedded_model_path
-from config.settings import ServerSettings
+from config.settings import LimitSettings, ServerSettings
 
 TEST_THREADS = 2
 """Set explicitly: tests must not depend on (or oversubscribe) the machine's cores."""
@@ -25,9 +25,19 @@ def model_path() -> Path:
     return path
 
 
-def make_settings(model_path: Path, *, slots: int | None = None, **server: object) -> Settings:
+def make_settings(
+    model_path: Path,
+    *,
+    slots: int | None = None,
+    limits: dict[str, object] | None = None,
+    **server: object,
+) -> Settings:
     """Test settings; `slots` sets `model.n_parallel` (default: the built-in default)."""
     model = ModelSettings(path=str(model_path), n_ctx=1024, n_threads=TEST_THREADS)
     if slots is not None:
         model = msgspec.structs.replace(model, n_parallel=slots)
-    return Settings(model=model, server=ServerSettings(**server))  # type: ignore[arg-type]
+    return Settings(
+        model=model,
+        server=ServerSettings(**server),  # type: ignore[arg-type]
+        limits=LimitSettings(**(limits or {})),  # type: ignore[arg-type]
+    )

@@ -215,9 +215,12 @@ class BatchingEngine:
         """One decode call for every running slot (see the module docstring)."""
         model = self._model
         assert model is not None
+        now = time.monotonic()
         for slot in self._slots:
             if slot.job is not None and slot.job.cancelled:
                 self._end(slot, "cancelled")
+            elif slot.job is not None and now > slot.job.deadline:
+                self._finish(slot, "length")  # out of time: what it has, as a cap would
         running = [slot for slot in self._slots if slot.job is not None]
         decoding = [slot for slot in running if slot.next_token is not None]
         reading = sorted((s for s in running if s.prefilling), key=lambda s: s.last_used)

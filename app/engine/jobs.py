@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -47,6 +49,12 @@ class Job:
     """Set from the event loop; the worker checks it between tokens and prompt chunks."""
     completion_tokens: int = 0
     tokens_at_cancel: int | None = None
+    deadline: float = field(init=False)
+    """`time.monotonic()` after which the worker ends the job as `length`."""
+
+    def __post_init__(self) -> None:
+        limit = self.params.time_limit
+        self.deadline = math.inf if limit is None else time.monotonic() + limit
 
     def put(self, item: GenerationEvent | BaseException) -> None:
         """Hand an event to the request's event loop (called from the worker thread)."""
