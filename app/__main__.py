@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=settings.server.host,
         port=settings.server.port,
         log_level=settings.server.log_level,
+        access_log=False,  # app.access_log writes one richer line per request
     )
     return 1 if application.state.engine.state == "failed" else 0
 

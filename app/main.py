@@ -21,11 +21,13 @@ from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 
+from app.access_log import AccessLogMiddleware
 from app.auth import api_key_guard, load_api_keys
 from app.engine.base import Engine
 from app.engine.batching import BatchingEngine
 from app.errors import EXCEPTION_HANDLERS
-from app.routes import V1_ROUTES, health
+from app.metrics import Metrics
+from app.routes import V1_ROUTES, health, metrics
 from config.loader import load_settings
 from config.model_source import resolve_model
 from config.settings import Settings
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     keys = load_api_keys(settings.server)
     the_engine = engine if engine is not None else _default_engine(settings)
     origins = settings.server.cors_origins
+    collectors = Metrics(the_engine)
 
     @asynccontextmanager
     async def engine_lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -80,13 +83,16 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                 "/v1", route_handlers=list(V1_ROUTES), guards=[api_key_guard(keys)] if keys else []
             ),
             health,
+            metrics,
         ],
+        middleware=[AccessLogMiddleware(collectors)],
         cors_config=CORSConfig(allow_origins=list(origins), allow_headers=["*"])
         if origins
         else None,
         dependencies={
             "engine": Provide(lambda: the_engine, sync_to_thread=False),
             "settings": Provide(lambda: settings, sync_to_thread=False),
+            "metrics": Provide(lambda: collectors, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.limits.max_body_bytes,

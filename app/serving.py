@@ -15,8 +15,10 @@ from typing import Any
 import anyio
 from litestar import Request
 
+from app.access_log import request_stats
 from app.disconnect import unless_disconnected
 from app.engine.base import Engine, Finished, Generation, GenerationEvent, TextDelta
+from app.metrics import Metrics, observe
 from app.sse import DONE, error_event, event
 from config.settings import Settings
 from conversion.errors import InvalidRequestError
@@ -67,7 +69,11 @@ async def _stream(
 
 
 async def create_chat_completion(
-    request: Request[Any, Any, Any], body: ChatCompletionRequest, engine: Engine, settings: Settings
+    request: Request[Any, Any, Any],
+    body: ChatCompletionRequest,
+    engine: Engine,
+    settings: Settings,
+    metrics: Metrics | None = None,
 ) -> ChatCompletion | AsyncIterator[bytes]:
     """Serve one request; returns the JSON body, or the SSE byte stream when streaming."""
     check_limits(body, settings.limits)
@@ -84,6 +90,9 @@ async def create_chat_completion(
         params = dataclasses.replace(params, stop=params.stop + prompt.stop)
     generation = engine.submit(prompt.tokens, params)
     events = generation.events()
+    stats = request_stats(request.scope)
+    if metrics is not None and stats is not None:
+        events = observe(events, stats, metrics)
     try:
         if not body.stream:
             text, finished = await unless_disconnected(request, _collect(events))

@@ -84,6 +84,19 @@ class Engine(Protocol):
         """Raise the error a request gets while the model is loading, failed or closed."""
         ...
 
+    def queue_depth(self) -> int:
+        """Requests waiting for a slot."""
+        ...
+
+    def active(self) -> int:
+        """Requests generating now."""
+        ...
+
+    @property
+    def load_seconds(self) -> float:
+        """How long loading the model took (0 until loaded)."""
+        ...
+
     def wait_loaded(self) -> EngineState:
         """Block until loading has ended, successfully or not; return the state."""
         ...

@@ -90,6 +90,13 @@ class BatchingEngine:
     def queue_depth(self) -> int:
         return self._queue.depth()
 
+    def active(self) -> int:
+        return sum(slot.job is not None for slot in self._slots)
+
+    @property
+    def load_seconds(self) -> float:
+        return self._model.load_seconds if self._model is not None else 0.0
+
     def check_ready(self) -> None:
         if self._state == "ready":
             return

@@ -13,6 +13,7 @@ from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK
 
 from app.engine.base import Engine
+from app.metrics import Metrics
 from app.serving import create_chat_completion
 from app.sse import MEDIA_TYPE
 from config.settings import Settings
@@ -40,10 +41,11 @@ async def chat_completions(
     data: JSONBody[ChatCompletionRequest],
     engine: NamedDependency[Engine],
     settings: NamedDependency[Settings],
+    metrics: NamedDependency[Metrics],
 ) -> Response[ChatCompletion] | Stream:
     """Create a chat completion (OpenAI-compatible), streamed as SSE when `stream` is true."""
     await _log_unknown_fields(request)
-    result = await create_chat_completion(request, data, engine, settings)
+    result = await create_chat_completion(request, data, engine, settings, metrics)
     if isinstance(result, ChatCompletion):
         return Response(result, status_code=HTTP_200_OK)
     return Stream(

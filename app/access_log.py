@@ -1,0 +1,95 @@
+"""One structured log line per request, `x-request-id`, and `openai-processing-ms`.
+
+The line is logfmt (`key=value`), easy for people and for log shippers; it names the
+request id, route, status, token counts, time to first token, duration, finish reason
+and whether the client left early. Prompt and reply text are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.metrics import Metrics, RequestStats
+
+__all__ = ("AccessLogMiddleware", "request_stats")
+
+logger = logging.getLogger("llm_service.access")
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+
+
+def request_stats(scope: Scope) -> RequestStats | None:
+    """The stats the middleware attached to this request (None outside it)."""
+    stats = scope.get("state", {}).get("llm_stats")
+    return stats if isinstance(stats, RequestStats) else None
+
+
+def _request_id(scope: Scope) -> str:
+    """The client's `x-request-id` when it is a sane token (it ends up in logs), else a
+    fresh one."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if 0 < len(text) <= 128 and set(text) <= _ID_CHARS:
+                return text
+    return uuid.uuid4().hex
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else str(round(seconds * 1000))
+
+
+class AccessLogMiddleware(ASGIMiddleware):
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        stats = RequestStats(_request_id(scope), time.perf_counter())
+        scope.setdefault("state", {})["llm_stats"] = stats
+        status = 0
+        body_done = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, body_done
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                elapsed = round((time.perf_counter() - stats.started) * 1000)
+                headers: list[Any] = list(message.get("headers", ()))
+                headers += [
+                    (b"x-request-id", stats.request_id.encode()),
+                    (b"openai-processing-ms", str(elapsed).encode()),
+                ]
+                message["headers"] = headers
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                body_done = True
+            await send(message)
+
+        try:
+            await next_app(scope, receive, send_with_headers)
+        finally:
+            route = str(scope.get("path_template") or "other")
+            self.metrics.requests.labels(route, str(status or 499)).inc()
+            logger.info(
+                "request_id=%s method=%s route=%s status=%s prompt_tokens=%s cached_tokens=%s "
+                "completion_tokens=%s ttft_ms=%s duration_ms=%s finish_reason=%s "
+                "client_disconnected=%s",
+                stats.request_id,
+                scope.get("method", "-"),
+                route,
+                status or "-",
+                "-" if stats.prompt_tokens is None else stats.prompt_tokens,
+                "-" if stats.cached_tokens is None else stats.cached_tokens,
+                "-" if stats.completion_tokens is None else stats.completion_tokens,
+                _ms(stats.ttft),
+                _ms(time.perf_counter() - stats.started),
+                stats.finish_reason or "-",
+                str(status == 499 or not body_done).lower(),
+            )

@@ -1,0 +1,75 @@
+"""Request ids, processing time, the access log line and /metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+SECRET_PROMPT = "my secret prompt text"
+BODY = {"messages": [{"role": "user", "content": SECRET_PROMPT}], "max_tokens": 3, "temperature": 0}
+
+
+async def test_every_response_carries_a_request_id_and_processing_time(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    response = await client.post("/v1/chat/completions", json=BODY)
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+    assert int(response.headers["openai-processing-ms"]) >= 0
+    echoed = await client.get("/v1/models", headers={"x-request-id": "req-42.a"})
+    assert echoed.headers["x-request-id"] == "req-42.a"
+    unsafe = await client.get("/v1/models", headers={"x-request-id": "bad id\n"})
+    assert unsafe.headers["x-request-id"] != "bad id\n"
+    error = await client.post("/v1/chat/completions", json={"messages": []})
+    assert error.status_code == 400
+    assert error.headers["x-request-id"]
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_one_log_line_per_request_with_its_numbers_and_no_text(
+    client: AsyncTestClient[Litestar], stream: bool
+) -> None:
+    logger, seen = logging.getLogger("llm_service.access"), _Lines()
+    logger.addHandler(seen)
+    try:
+        response = await client.post("/v1/chat/completions", json={**BODY, "stream": stream})
+    finally:
+        logger.removeHandler(seen)
+    assert len(seen.lines) == 1
+    (line,) = seen.lines
+    assert f"request_id={response.headers['x-request-id']}" in line
+    assert "route=/v1/chat/completions status=200" in line
+    assert re.search(r"prompt_tokens=\d+ cached_tokens=\d+ completion_tokens=[1-3] ", line)
+    assert re.search(r"ttft_ms=\d+ duration_ms=\d+ finish_reason=(stop|length) ", line)
+    assert line.endswith("client_disconnected=false")
+    assert SECRET_PROMPT not in line
+
+
+async def test_metrics_count_requests_tokens_and_latencies(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    reply = (await client.post("/v1/chat/completions", json=BODY)).json()
+    text = (await client.get("/metrics")).text
+    assert 'llm_requests_total{route="/v1/chat/completions",status="200"} 1.0' in text
+    completion = float(re.search(r"^llm_completion_tokens_total (\S+)$", text, re.M)[1])  # type: ignore[index]
+    assert completion == reply["usage"]["completion_tokens"]
+    prompt = float(re.search(r"^llm_prompt_tokens_total (\S+)$", text, re.M)[1])  # type: ignore[index]
+    assert prompt == reply["usage"]["prompt_tokens"]
+    assert "llm_time_to_first_token_seconds_count 1.0" in text
+    assert "llm_inter_token_latency_seconds_bucket" in text
+    assert "llm_queue_depth 0.0" in text
+    assert "llm_active_generations 0.0" in text
+    load = float(re.search(r"^llm_model_load_seconds (\S+)$", text, re.M)[1])  # type: ignore[index]
+    assert load > 0
