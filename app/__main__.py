@@ -8,6 +8,7 @@ Every setting has a flag named `--<section>-<key>` (e.g. `--model-n-ctx 8192`,
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -67,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=settings.server.port,
         log_level=settings.server.log_level,
         access_log=False,  # app.access_log writes one richer line per request
+        timeout_graceful_shutdown=math.ceil(settings.server.shutdown_grace) + 5,  # backstop
     )
     return 1 if application.state.engine.state == "failed" else 0
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 
 import anyio
 from litestar import Litestar, Router
@@ -54,6 +56,38 @@ async def _stop_if_loading_fails(engine: Engine) -> None:
         signal.raise_signal(signal.SIGINT)
 
 
+def _drain_on_signals(engine: Engine, grace: float) -> Callable[[], None]:
+    """Chain a drain of the engine in front of the server's SIGTERM/SIGINT handlers.
+
+    uvicorn (as `python -m app` and `litestar run` start it) waits for open responses
+    before it shuts the app down, but has no say over a generation that could run for
+    minutes; draining first bounds that wait and ends each reply with a proper final
+    chunk. Only possible in the main thread (tests run servers in others). Returns a
+    function that puts the previous handlers back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(sig: int, frame: FrameType | None) -> None:
+        logger.warning("Shutting down: new requests get 503; replies get %gs to finish", grace)
+        engine.drain(grace)
+        earlier = previous[signal.Signals(sig)]
+        if callable(earlier):
+            earlier(sig, frame)
+        elif earlier == signal.SIG_DFL:
+            raise KeyboardInterrupt
+
+    for sig in previous:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, earlier in previous.items():
+            signal.signal(sig, earlier)
+
+    return restore
+
+
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> Litestar:
     """Build the app. The model loads in the background once the server starts:
     /health answers 503 until it is ready, and the engine is closed on shutdown."""
@@ -71,9 +105,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     async def engine_lifespan(_: Litestar) -> AsyncIterator[None]:
         the_engine.start()
         watcher = asyncio.ensure_future(_stop_if_loading_fails(the_engine))
+        restore_signals = _drain_on_signals(the_engine, settings.server.shutdown_grace)
         try:
             yield
         finally:
+            restore_signals()
             watcher.cancel()
             await anyio.to_thread.run_sync(the_engine.close)
 

@@ -121,6 +121,11 @@ class Engine(Protocol):
         """Begin loading the model in the background (state goes loading -> ready)."""
         ...
 
+    def drain(self, grace: float) -> None:
+        """Shutting down: refuse new requests, let running ones finish within `grace`
+        seconds, then end them with a proper final event."""
+        ...
+
     def close(self) -> None:
         """Stop generating, fail waiting requests, free the model."""
         ...

@@ -128,6 +128,13 @@ class BatchingEngine:
         self.check_ready()
         return self._queue.submit(prompt, params)
 
+    def drain(self, grace: float) -> None:
+        """Stop admitting (new requests get 503), and give running generations `grace`
+        seconds before they end with `finish_reason: "length"`."""
+        if self._state == "ready":
+            self._state = "closed"
+        self._queue.drain(time.monotonic() + grace)
+
     def close(self) -> None:
         if self._state != "failed":  # keep "failed": `python -m app` exits 1 on it
             self._state = "closed"

@@ -161,6 +161,19 @@ class JobQueue:
             self._running.discard(job)
             self.records.append(record)
 
+    def drain(self, deadline: float) -> None:
+        """Refuse new jobs and fail the waiting ones; running ones may go on until
+        `deadline` (`time.monotonic()`), when the worker ends them as `length`."""
+        with self._cond:
+            self._open = False
+            waiting, self._waiting = list(self._waiting), collections.deque()
+            for job in self._running:
+                job.deadline = min(job.deadline, deadline)
+            self._cond.notify_all()
+        shutting_down = ModelNotReadyError("The server is shutting down.")
+        for job in waiting:
+            job.put(shutting_down)
+
     def close(self) -> None:
         """Refuse new jobs, fail the waiting ones and stop the running ones."""
         with self._cond:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,3 +76,52 @@ def test_without_a_downloaded_model_it_serves_the_embedded_one_and_says_so(tmp_p
     assert proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
     assert "falling back to the embedded model" in output
     assert "scripts/download_model.py" in output
+
+
+def test_sigterm_lets_a_running_reply_end_cleanly_within_the_grace_period() -> None:
+    port = free_port()
+    proc = app("--port", str(port), "--server-shutdown-grace", "1")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+        body = {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": "Write a very long and detailed essay, at least 5,000 words, on "
+                    "the history of bridges. Give every century its own section.",
+                }
+            ],
+            "max_tokens": 3000,
+            "temperature": 0,
+            "stream": True,
+        }
+        lines: list[str] = []
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=30) as reply:
+            for line in reply.iter_lines():
+                lines.append(line)
+                if len(lines) == 10:
+                    signalled = time.monotonic()
+                    proc.send_signal(signal.SIGTERM)
+                    time.sleep(0.2)
+                    with pytest.raises(httpx.TransportError):  # no longer listening
+                        httpx.get(f"{base}/health", timeout=2)
+        ended = time.monotonic() - signalled
+        assert lines[-2:] == ["data: [DONE]", ""] or lines[-1] == "data: [DONE]"
+        events = [line for line in lines if line.startswith("data: {")]
+        assert '"finish_reason":"length"' in events[-1]
+        assert ended < 5  # the 1 s grace, not the 3000 tokens
+        output, _ = proc.communicate(timeout=30)
+        assert "Shutting down" in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
