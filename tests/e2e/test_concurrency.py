@@ -224,3 +224,15 @@ def test_a_full_queue_answers_503_with_retry_after_and_frees_places(
     assert admitted.choices[0].message.content is not None
     running.join(timeout=60)
     assert running.finish_reason == "length"
+
+
+def test_many_hang_ups_in_a_row_leak_no_slot(live: LiveServer) -> None:
+    body = {"messages": STORY, "max_tokens": 200, "temperature": 0, "stream": True}
+    for _ in range(30):
+        with httpx.stream("POST", f"{live.base_url}/chat/completions", json=body, timeout=30) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    break  # hang up after the first chunk
+    wait_until(lambda: live.engine.active() == 0)
+    assert live.engine.queue_depth() == 0
+    assert ask(live, messages=STORY, max_tokens=2).choices[0].finish_reason == "length"
