@@ -18,15 +18,41 @@ from litestar.exceptions import (
     SerializationException,
     ValidationException,
 )
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
 from app.disconnect import ClientDisconnectedError
 from conversion.errors import InternalError, InvalidRequestError, NotFoundError, OpenAIError
 from conversion.wire import ErrorBody
 
-__all__ = ("EXCEPTION_HANDLERS", "V1_PATHS", "error_response", "to_openai_error")
+__all__ = (
+    "EXCEPTION_HANDLERS",
+    "V1_PATHS",
+    "error_responses",
+    "error_response",
+    "to_openai_error",
+)
 
 logger = logging.getLogger("llm_service.errors")
+
+_ERROR_MEANINGS = {
+    400: "Invalid request (the field is named in `param`)",
+    401: "Missing or wrong API key (when the server has keys)",
+    404: "No such model or path",
+    413: "Request body too large",
+    500: "Server error (no internals are shown)",
+    503: "Busy, loading or shutting down; retry after `Retry-After` seconds",
+}
+
+
+def error_responses(*codes: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the error statuses a route answers, all with the OpenAI
+    envelope, replacing Litestar's default validation-error shape in the schema."""
+    return {
+        code: ResponseSpec(data_container=ErrorBody, description=_ERROR_MEANINGS[code])
+        for code in codes
+    }
+
 
 V1_PATHS = ("/chat/completions", "/models")
 """Paths served under /v1; a request for one of them without /v1 gets a hint."""

@@ -13,6 +13,7 @@ from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK
 
 from app.engine.base import Engine
+from app.errors import error_responses
 from app.metrics import Metrics
 from app.serving import create_chat_completion
 from app.sse import MEDIA_TYPE
@@ -35,7 +36,11 @@ async def _log_unknown_fields(request: Request[Any, Any, Any]) -> None:
         logger.debug("Ignoring unknown request fields: %s", ", ".join(unknown))
 
 
-@post("/chat/completions", status_code=HTTP_200_OK)
+@post(
+    "/chat/completions",
+    status_code=HTTP_200_OK,
+    responses=error_responses(400, 401, 413, 500, 503),
+)
 async def chat_completions(
     request: Request[Any, Any, Any],
     data: JSONBody[ChatCompletionRequest],

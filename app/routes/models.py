@@ -8,6 +8,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from app.engine.base import Engine
+from app.errors import error_responses
 from conversion.errors import ModelNotFoundError
 from conversion.wire import Model, ModelList
 
@@ -20,13 +21,13 @@ def _model(engine: Engine) -> Model:
     return Model(id=engine.model_id, created=engine.created, owned_by=OWNER)
 
 
-@get("/models", sync_to_thread=False)
+@get("/models", sync_to_thread=False, responses=error_responses(401))
 def list_models(engine: NamedDependency[Engine]) -> ModelList:
     """List the model this server serves (one)."""
     return ModelList(data=[_model(engine)])
 
 
-@get("/models/{model_id:path}", sync_to_thread=False)
+@get("/models/{model_id:path}", sync_to_thread=False, responses=error_responses(401, 404))
 def get_model(model_id: FromPath[str], engine: NamedDependency[Engine]) -> Model:
     """Describe one model; ids may contain `/` (e.g. `Qwen/Qwen2.5-0.5B-Instruct`)."""
     wanted = model_id.lstrip("/")
