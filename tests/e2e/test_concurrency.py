@@ -5,6 +5,7 @@ The queue tests use one slot, so that a single long generation fills the engine.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -236,3 +237,37 @@ def test_many_hang_ups_in_a_row_leak_no_slot(live: LiveServer) -> None:
     wait_until(lambda: live.engine.active() == 0)
     assert live.engine.queue_depth() == 0
     assert ask(live, messages=STORY, max_tokens=2).choices[0].finish_reason == "length"
+
+
+@pytest.fixture
+def no_queue(model_path: Path) -> Iterator[LiveServer]:
+    yield from serve(model_path, slots=1, queue_size=0)
+
+
+def test_the_sdk_retries_a_503_after_retry_after_and_gets_served(no_queue: LiveServer) -> None:
+    running = Streamer(no_queue, messages=COUNT, max_tokens=120, temperature=0)
+    running.start()
+    assert running.started.wait(30)
+    started = time.monotonic()
+    retrying = openai.OpenAI(base_url=no_queue.base_url, api_key="k", max_retries=8)
+    with retrying as client:  # the SDK honours Retry-After: 1
+        reply = client.chat.completions.create(model="m", messages=STORY, max_tokens=2)
+    assert reply.choices[0].finish_reason == "length"
+    assert time.monotonic() - started >= 0.5  # it did wait for the busy slot
+    running.join(timeout=60)
+    assert running.finish_reason == "length"
+
+
+def test_a_slowloris_body_does_not_hold_up_other_requests(live: LiveServer) -> None:
+    host, port = live.root.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as slow:
+        slow.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"mess'
+        )
+        for _ in range(3):  # trickle a few bytes while another client is served
+            time.sleep(0.2)
+            slow.sendall(b" ")
+        reply = ask(live, messages=STORY, max_tokens=2)
+        assert reply.choices[0].finish_reason == "length"
+    assert httpx.get(f"{live.root}/health").status_code == 200
