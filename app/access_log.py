@@ -18,7 +18,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.metrics import Metrics, RequestStats
 
-__all__ = ("AccessLogMiddleware", "request_stats")
+__all__ = ("AccessLog", "request_stats")
 
 logger = logging.getLogger("llm_service.access")
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
@@ -45,51 +45,75 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else str(round(seconds * 1000))
 
 
-class AccessLogMiddleware(ASGIMiddleware):
-    scopes = (ScopeType.HTTP,)
+class AccessLog:
+    """Both halves of the access log, sharing one `Metrics`.
+
+    `middleware` runs around routed requests: it stamps the arrival time and logs a
+    request the client left before its response ended. `before_send` sees every
+    response, routed or not (404, 405): it adds the headers and logs the request when
+    its last body part goes out. Each request is logged once.
+    """
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self.middleware = _StampArrival(self)
+
+    def stats(self, scope: Scope) -> RequestStats:
+        stats = request_stats(scope)
+        if stats is None:  # not routed: no middleware ran
+            stats = RequestStats(_request_id(scope), time.perf_counter())
+            scope.setdefault("state", {})["llm_stats"] = stats
+        return stats
+
+    async def before_send(self, message: Message, scope: Scope) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            return
+        stats = self.stats(scope)
+        if message["type"] == "http.response.start":
+            stats.status = message["status"]
+            elapsed = round((time.perf_counter() - stats.started) * 1000)
+            headers: list[Any] = list(message.get("headers", ()))
+            headers += [
+                (b"x-request-id", stats.request_id.encode()),
+                (b"openai-processing-ms", str(elapsed).encode()),
+            ]
+            message["headers"] = headers
+        elif message["type"] == "http.response.body" and not message.get("more_body"):
+            self.log(stats, scope, disconnected=stats.status == 499)
+
+    def log(self, stats: RequestStats, scope: Scope, *, disconnected: bool) -> None:
+        if stats.logged:
+            return
+        stats.logged = True
+        route = str(scope.get("path_template") or "other")
+        self.metrics.requests.labels(route, str(stats.status or 499)).inc()
+        logger.info(
+            "request_id=%s method=%s route=%s status=%s prompt_tokens=%s cached_tokens=%s "
+            "completion_tokens=%s ttft_ms=%s duration_ms=%s finish_reason=%s "
+            "client_disconnected=%s",
+            stats.request_id,
+            scope.get("method", "-"),
+            route,
+            stats.status or "-",
+            "-" if stats.prompt_tokens is None else stats.prompt_tokens,
+            "-" if stats.cached_tokens is None else stats.cached_tokens,
+            "-" if stats.completion_tokens is None else stats.completion_tokens,
+            _ms(stats.ttft),
+            _ms(time.perf_counter() - stats.started),
+            stats.finish_reason or "-",
+            str(disconnected).lower(),
+        )
+
+
+class _StampArrival(ASGIMiddleware):
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, log: AccessLog) -> None:
+        self.log = log
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        stats = RequestStats(_request_id(scope), time.perf_counter())
-        scope.setdefault("state", {})["llm_stats"] = stats
-        status = 0
-        body_done = False
-
-        async def send_with_headers(message: Message) -> None:
-            nonlocal status, body_done
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                elapsed = round((time.perf_counter() - stats.started) * 1000)
-                headers: list[Any] = list(message.get("headers", ()))
-                headers += [
-                    (b"x-request-id", stats.request_id.encode()),
-                    (b"openai-processing-ms", str(elapsed).encode()),
-                ]
-                message["headers"] = headers
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
-                body_done = True
-            await send(message)
-
+        stats = self.log.stats(scope)
         try:
-            await next_app(scope, receive, send_with_headers)
-        finally:
-            route = str(scope.get("path_template") or "other")
-            self.metrics.requests.labels(route, str(status or 499)).inc()
-            logger.info(
-                "request_id=%s method=%s route=%s status=%s prompt_tokens=%s cached_tokens=%s "
-                "completion_tokens=%s ttft_ms=%s duration_ms=%s finish_reason=%s "
-                "client_disconnected=%s",
-                stats.request_id,
-                scope.get("method", "-"),
-                route,
-                status or "-",
-                "-" if stats.prompt_tokens is None else stats.prompt_tokens,
-                "-" if stats.cached_tokens is None else stats.cached_tokens,
-                "-" if stats.completion_tokens is None else stats.completion_tokens,
-                _ms(stats.ttft),
-                _ms(time.perf_counter() - stats.started),
-                stats.finish_reason or "-",
-                str(status == 499 or not body_done).lower(),
-            )
+            await next_app(scope, receive, send)
+        finally:  # the response did not end: the client left, or the stream broke
+            self.log.log(stats, scope, disconnected=True)

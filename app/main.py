@@ -23,7 +23,7 @@ from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 
-from app.access_log import AccessLogMiddleware
+from app.access_log import AccessLog
 from app.auth import api_key_guard, load_api_keys
 from app.engine.base import Engine
 from app.engine.batching import BatchingEngine
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     the_engine = engine if engine is not None else _default_engine(settings)
     origins = settings.server.cors_origins
     collectors = Metrics(the_engine)
+    access_log = AccessLog(collectors)
 
     @asynccontextmanager
     async def engine_lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -121,7 +122,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             health,
             metrics,
         ],
-        middleware=[AccessLogMiddleware(collectors)],
+        middleware=[access_log.middleware],
+        before_send=[access_log.before_send],
         cors_config=CORSConfig(allow_origins=list(origins), allow_headers=["*"])
         if origins
         else None,

@@ -33,6 +33,8 @@ class RequestStats:
     completion_tokens: int | None = None
     ttft: float | None = None
     finish_reason: str | None = None
+    status: int = 0
+    logged: bool = False
 
 
 class Metrics:

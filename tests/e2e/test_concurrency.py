@@ -5,6 +5,7 @@ The queue tests use one slot, so that a single long generation fills the engine.
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -271,3 +272,28 @@ def test_a_slowloris_body_does_not_hold_up_other_requests(live: LiveServer) -> N
         reply = ask(live, messages=STORY, max_tokens=2)
         assert reply.choices[0].finish_reason == "length"
     assert httpx.get(f"{live.root}/health").status_code == 200
+
+
+def test_a_client_that_hangs_up_is_logged_as_disconnected(live: LiveServer) -> None:
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger, keep = logging.getLogger("llm_service.access"), Keep()
+    logger.addHandler(keep)
+    try:
+        body = {"messages": STORY, "max_tokens": 300, "temperature": 0, "stream": True}
+        url = f"{live.base_url}/chat/completions"
+        with httpx.stream("POST", url, json=body, timeout=30) as response:
+            request_id = response.headers["x-request-id"]
+            for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    break
+        wait_until(lambda: any(request_id in line for line in lines))
+    finally:
+        logger.removeHandler(keep)
+    (line,) = [line for line in lines if request_id in line]
+    assert "status=200" in line
+    assert line.endswith("client_disconnected=true")
