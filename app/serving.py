@@ -8,11 +8,13 @@ status. Once a stream has started, failures go in-band (`app.sse.error_event`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import msgspec
 from litestar import Request
 
 from app.access_log import request_stats
@@ -68,6 +70,10 @@ async def _stream(
         generation.cancel()  # no-op when finished; frees the model when the client left
 
 
+prompt_log = logging.getLogger("llm_service.prompts")
+_MESSAGES = msgspec.json.Encoder()
+
+
 async def create_chat_completion(
     request: Request[Any, Any, Any],
     body: ChatCompletionRequest,
@@ -91,6 +97,12 @@ async def create_chat_completion(
     generation = engine.submit(prompt.tokens, params)
     events = generation.events()
     stats = request_stats(request.scope)
+    if settings.server.log_prompts:
+        prompt_log.info(
+            "request_id=%s messages=%s",
+            stats.request_id if stats else "-",
+            _MESSAGES.encode(body.messages).decode(),
+        )
     if metrics is not None and stats is not None:
         events = observe(events, stats, metrics)
     try:

@@ -101,6 +101,9 @@ class ServerSettings(ConfigModel, frozen=True):
     queue_size: Annotated[int, Meta(ge=0)] = 16
     """Requests that may wait while all slots generate; more get 503 + Retry-After."""
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_prompts: bool = False
+    """Also log each chat request's messages (logger `llm_service.prompts`). Off by
+    default: prompts are often private."""
     shutdown_grace: Annotated[float, Meta(ge=0)] = 30.0
     """Seconds running generations get to finish after SIGTERM or Ctrl-C; then they end
     with `finish_reason: "length"`. New requests get 503 meanwhile."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 import pytest
 from litestar import Litestar
@@ -77,3 +78,19 @@ async def test_metrics_count_requests_tokens_and_latencies(
     assert "llm_active_generations 0.0" in text
     load = float(re.search(r"^llm_model_load_seconds (\S+)$", text, re.M)[1])  # type: ignore[index]
     assert load > 0
+
+
+async def test_messages_are_logged_only_when_asked(client_for: Any) -> None:
+    logger, seen = logging.getLogger("llm_service.prompts"), _Lines()
+    logger.addHandler(seen)
+    try:
+        async with client_for() as client:
+            await client.post("/v1/chat/completions", json=BODY)
+        assert seen.lines == []
+        async with client_for(log_prompts=True) as client:
+            response = await client.post("/v1/chat/completions", json=BODY)
+    finally:
+        logger.removeHandler(seen)
+    (line,) = seen.lines
+    assert line.startswith(f"request_id={response.headers['x-request-id']} messages=")
+    assert SECRET_PROMPT in line

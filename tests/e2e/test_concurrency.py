@@ -5,6 +5,7 @@ The queue tests use one slot, so that a single long generation fills the engine.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -297,3 +298,24 @@ def test_a_client_that_hangs_up_is_logged_as_disconnected(live: LiveServer) -> N
     (line,) = [line for line in lines if request_id in line]
     assert "status=200" in line
     assert line.endswith("client_disconnected=true")
+
+
+def test_a_paused_reader_gets_every_token_and_holds_up_nobody(live: LiveServer) -> None:
+    """The engine never waits for a client: a reader that stops reading only lets its
+    reply queue up (at most a context's worth of small text pieces), and others are
+    served meanwhile."""
+    body = {"messages": COUNT, "max_tokens": 200, "temperature": 0, "stream": True}
+    alone = Streamer(live, **{k: v for k, v in body.items() if k != "stream"})
+    alone.run()
+    url = f"{live.base_url}/chat/completions"
+    text = ""
+    with httpx.stream("POST", url, json=body, timeout=60) as response:
+        lines = response.iter_lines()
+        next(line for line in lines if line.startswith("data: {"))  # the role chunk
+        other = ask(live, messages=STORY, max_tokens=2)  # served while we do not read
+        wait_until(lambda: live.engine.active() == 0, timeout=30)  # finished unread
+        for line in lines:
+            if line.startswith("data: {") and '"content"' in line:
+                text += json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+    assert other.choices[0].finish_reason == "length"
+    assert text == alone.text
