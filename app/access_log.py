@@ -2,7 +2,8 @@
 
 The line is logfmt (`key=value`), easy for people and for log shippers; it names the
 request id, route, status, token counts, time to first token, duration, finish reason
-and whether the client left early. Prompt and reply text are never logged.
+and whether the client left early. Prompt and reply text are not in it (see
+`server.log_prompts` for the opt-in prompt log).
 """
 
 from __future__ import annotations

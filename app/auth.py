@@ -28,7 +28,9 @@ logger = logging.getLogger("llm_service")
 
 def load_api_keys(server: ServerSettings) -> tuple[bytes, ...]:
     """`server.api_keys` plus the keys in `server.api_key_file`, as bytes."""
-    keys = list(server.api_keys)
+    keys = [key.strip() for key in server.api_keys]
+    if "" in keys:  # an empty key would let in a bare `Authorization: Bearer`
+        raise SettingsError("Invalid setting server.api_keys: a key is empty")
     if server.api_key_file is not None:
         try:
             lines = Path(server.api_key_file).read_text(encoding="utf-8").splitlines()
@@ -54,7 +56,9 @@ def api_key_guard(keys: tuple[bytes, ...]) -> Guard:
         connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
     ) -> None:
         scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not _is_known(token.strip().encode("utf-8"), keys):
+        # headers arrive decoded as latin-1: encoding back gives the bytes the client sent
+        raw = token.strip().encode("latin-1")
+        if scheme.lower() != "bearer" or not _is_known(raw, keys):
             raise AuthenticationError(
                 "Invalid or missing API key. Send one of the server's keys as "
                 "`Authorization: Bearer <key>` (the SDK's `api_key`)."

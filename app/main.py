@@ -62,28 +62,36 @@ def _drain_on_signals(engine: Engine, grace: float) -> Callable[[], None]:
     uvicorn (as `python -m app` and `litestar run` start it) waits for open responses
     before it shuts the app down, but has no say over a generation that could run for
     minutes; draining first bounds that wait and ends each reply with a proper final
-    chunk. Only possible in the main thread (tests run servers in others). Returns a
-    function that puts the previous handlers back.
+    chunk. The drain runs as an event-loop callback, not inside the signal handler,
+    which may interrupt code holding the queue's lock. Only possible in the main
+    thread (tests run servers in others). Returns a function that puts the previous
+    handlers back.
     """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
+    loop = asyncio.get_running_loop()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    def handler(sig: int, frame: FrameType | None) -> None:
+    def drain() -> None:
         logger.warning("Shutting down: new requests get 503; replies get %gs to finish", grace)
         engine.drain(grace)
+
+    def handler(sig: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(drain)
         earlier = previous[signal.Signals(sig)]
         if callable(earlier):
             earlier(sig, frame)
-        elif earlier == signal.SIG_DFL:
-            raise KeyboardInterrupt
+        elif earlier == signal.SIG_DFL:  # no server handler: behave as without us
+            signal.signal(sig, signal.SIG_DFL)
+            signal.raise_signal(sig)
 
     for sig in previous:
         signal.signal(sig, handler)
 
     def restore() -> None:
         for sig, earlier in previous.items():
-            signal.signal(sig, earlier)
+            if earlier is not None:
+                signal.signal(sig, earlier)
 
     return restore
 
@@ -110,9 +118,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         try:
             yield
         finally:
-            restore_signals()
             watcher.cancel()
             await anyio.to_thread.run_sync(the_engine.close)
+            restore_signals()
 
     return Litestar(
         route_handlers=[

@@ -85,6 +85,9 @@ async def create_chat_completion(
     check_limits(body, settings.limits)
     params = to_generation_params(body, settings.sampling)
     params = dataclasses.replace(params, time_limit=settings.limits.request_timeout)
+    ceiling = settings.limits.max_tokens  # explicit caps above it were refused already
+    if ceiling is not None and (params.max_tokens is None or params.max_tokens > ceiling):
+        params = dataclasses.replace(params, max_tokens=ceiling)
     messages = to_template_messages(body.messages)
     prompt = await anyio.to_thread.run_sync(engine.tokenize_chat, messages)
     if not prompt.tokens:

@@ -131,7 +131,7 @@ class BatchingEngine:
     def drain(self, grace: float) -> None:
         """Stop admitting (new requests get 503), and give running generations `grace`
         seconds before they end with `finish_reason: "length"`."""
-        if self._state == "ready":
+        if self._state != "failed":  # also while loading: it must not become ready
             self._state = "closed"
         self._queue.drain(time.monotonic() + grace)
 
@@ -200,6 +200,8 @@ class BatchingEngine:
     def _admit(self) -> None:
         model = self._model
         assert model is not None
+        for expired in self._queue.take_expired(time.monotonic()):  # out of time waiting
+            expired.put(Finished("length", len(expired.prompt), 0))
         free = [slot for slot in self._slots if slot.job is None]
         while free and (job := self._queue.take_nowait()) is not None:
             place = pick_slot(free, job.prompt)

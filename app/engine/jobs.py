@@ -155,6 +155,15 @@ class JobQueue:
             self._running.add(job)
             return job
 
+    def take_expired(self, now: float) -> list[Job]:
+        """Remove and return the waiting jobs whose deadline has passed (worker side)."""
+        with self._cond:
+            expired = [job for job in self._waiting if job.deadline < now]
+            for job in expired:
+                self._waiting.remove(job)
+                self.records.append(JobRecord("length", len(job.prompt), 0, 0, 0, None))
+            return expired
+
     def finish(self, job: Job, record: JobRecord) -> None:
         """A running job ended (worker side); its slot is free again."""
         with self._cond:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from app.auth import warn_if_exposed
+from app.auth import load_api_keys, warn_if_exposed
+from config.loader import SettingsError
+from config.settings import ServerSettings
 from tests.api.conftest import ClientFactory
 
 KEYS = ["first-key", "second-key"]
@@ -103,3 +105,8 @@ def test_an_open_network_address_without_keys_is_warned_about(
     finally:
         logger.removeHandler(caplog.handler)
     assert ("without API keys" in caplog.text) is warned
+
+
+def test_an_empty_key_is_a_settings_error() -> None:
+    with pytest.raises(SettingsError, match=r"server\.api_keys"):
+        load_api_keys(ServerSettings(api_keys=["good", " "]))

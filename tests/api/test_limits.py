@@ -68,3 +68,12 @@ async def test_the_time_limit_ends_a_reply_as_length_with_what_it_has(
             usage = response.json()["usage"]
         assert finish == "length"
         assert 0 < usage["completion_tokens"] < 900
+
+
+async def test_the_max_tokens_ceiling_also_caps_requests_that_set_none(
+    client_for: ClientFactory,
+) -> None:
+    async with client_for(limits={"max_tokens": 3}) as client:
+        body = {"messages": [{"role": "user", "content": "Count to 100."}], "temperature": 0}
+        reply = (await client.post("/v1/chat/completions", json=body)).json()
+        assert reply["usage"]["completion_tokens"] <= 3
