@@ -29,7 +29,7 @@ from app.engine.base import Engine
 from app.engine.batching import BatchingEngine
 from app.errors import EXCEPTION_HANDLERS
 from app.metrics import Metrics
-from app.routes import V1_ROUTES, health, metrics
+from app.routes import TOKEN_ROUTES, V1_ROUTES, health, metrics
 from config.loader import load_settings
 from config.model_source import resolve_model
 from config.settings import Settings
@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     origins = settings.server.cors_origins
     collectors = Metrics(the_engine)
     access_log = AccessLog(collectors)
+    guards = [api_key_guard(keys)] if keys else []
 
     @asynccontextmanager
     async def engine_lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -124,15 +125,18 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     return Litestar(
         route_handlers=[
-            Router(
-                "/v1", route_handlers=list(V1_ROUTES), guards=[api_key_guard(keys)] if keys else []
-            ),
+            Router("/v1", route_handlers=list(V1_ROUTES), guards=guards),
+            Router("/", route_handlers=list(TOKEN_ROUTES), guards=guards),
             health,
             metrics,
         ],
         middleware=[access_log.middleware],
         before_send=[access_log.before_send],
-        cors_config=CORSConfig(allow_origins=list(origins), allow_headers=["*"])
+        cors_config=CORSConfig(
+            allow_origins=list(origins),
+            allow_headers=["*"],
+            expose_headers=["x-request-id", "openai-processing-ms", "retry-after"],
+        )
         if origins
         else None,
         dependencies={

@@ -113,6 +113,14 @@ class Engine(Protocol):
         """
         ...
 
+    def tokenize_text(self, text: str, *, add_special: bool) -> list[int]:
+        """Tokens of raw text (special-token text becomes special tokens). Blocking."""
+        ...
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """Text of tokens; `InvalidRequestError` for ids outside the vocabulary."""
+        ...
+
     def submit(self, prompt: list[int], params: GenerationParams) -> Generation:
         """Queue a generation (FIFO); raise `ServerBusyError` when the queue is full."""
         ...

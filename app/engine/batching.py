@@ -124,6 +124,18 @@ class BatchingEngine:
             prompt, has_special, stop = model.template.render(messages)
             return ChatPrompt(model.tokenize(prompt, add_bos=not has_special), stop)
 
+    def tokenize_text(self, text: str, *, add_special: bool) -> list[int]:
+        with self._model_lock:
+            self.check_ready()
+            assert self._model is not None
+            return self._model.tokenize(text, add_bos=add_special)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        with self._model_lock:
+            self.check_ready()
+            assert self._model is not None
+            return self._model.detokenize(tokens)
+
     def submit(self, prompt: list[int], params: GenerationParams) -> JobHandle:
         self.check_ready()
         return self._queue.submit(prompt, params)

@@ -22,6 +22,7 @@ from llama_cpp._internals import LlamaModel
 
 from app.engine.template import ChatTemplate
 from config.settings import ModelSettings
+from conversion.errors import InvalidRequestError
 
 __all__ = ("LoadedModel",)
 
@@ -85,6 +86,16 @@ class LoadedModel:
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
         """Thread-safe (reads the vocabulary only): routes call it beside decoding."""
         return list(self.model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """Text of `tokens`, special tokens included; invalid UTF-8 is replaced."""
+        for index, token in enumerate(tokens):
+            if not 0 <= token < self.model.n_vocab():
+                raise InvalidRequestError(
+                    f"Token {token} is not in the model's vocabulary of {self.model.n_vocab()}.",
+                    param=f"tokens[{index}]",
+                )
+        return bytes(self.model.detokenize(tokens, special=True)).decode("utf-8", "replace")
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))

@@ -4,7 +4,10 @@ from app.routes.chat import chat_completions
 from app.routes.health import health
 from app.routes.metrics import metrics
 from app.routes.models import get_model, list_models
+from app.routes.tokens import detokenize, tokenize
 
-__all__ = ("V1_ROUTES", "health", "metrics")
+__all__ = ("TOKEN_ROUTES", "V1_ROUTES", "health", "metrics")
 
 V1_ROUTES = (chat_completions, list_models, get_model)
+TOKEN_ROUTES = (tokenize, detokenize)
+"""Outside /v1, but behind the API keys like it."""

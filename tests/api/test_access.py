@@ -79,6 +79,8 @@ async def test_cors_is_off_by_default_and_allows_configured_origins(
         response = await client.options("/v1/chat/completions", headers=preflight)
         assert response.status_code in (200, 204)
         assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
+        seen = await client.get("/health", headers={"Origin": "http://localhost:3000"})
+        assert "x-request-id" in seen.headers["access-control-expose-headers"]
         other = await client.get("/health", headers={"Origin": "http://evil.example"})
         assert "access-control-allow-origin" not in other.headers
 

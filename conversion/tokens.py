@@ -1,0 +1,39 @@
+"""Wire shapes of the `/tokenize` and `/detokenize` helpers (outside /v1).
+
+They let a client count tokens before sending. `/tokenize` takes raw `content`, or chat
+`messages`, which it renders with the model's chat template exactly as a chat
+completion would, so its count equals that request's `usage.prompt_tokens`. The field
+names follow llama.cpp's server (`content`, `tokens`, `add_special`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from msgspec import UNSET, Meta, UnsetType
+
+from conversion.wire import Message, WireRequest, WireResponse
+
+__all__ = ("DetokenizeRequest", "DetokenizeResponse", "TokenizeRequest", "TokenizeResponse")
+
+
+class TokenizeRequest(WireRequest, kw_only=True):
+    content: str | UnsetType = UNSET
+    messages: Annotated[list[Message], Meta(min_length=1)] | UnsetType = UNSET
+    add_special: bool = False
+    """For `content`: add the model's begin-of-text token, as a prompt would have."""
+
+
+class TokenizeResponse(WireResponse, kw_only=True):
+    tokens: list[int]
+    count: int
+    model: str
+
+
+class DetokenizeRequest(WireRequest, kw_only=True):
+    tokens: list[Annotated[int, Meta(ge=0)]]
+
+
+class DetokenizeResponse(WireResponse, kw_only=True):
+    content: str
+    model: str
