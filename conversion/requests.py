@@ -30,6 +30,8 @@ class SamplingParams:
     top_p: float
     seed: int | None
     """None: the engine draws a fresh random seed."""
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    """(token id, bias added to its logit); a bias of -100 bans the token."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +65,6 @@ def _reject_unsupported(req: ChatCompletionRequest) -> None:
         raise InvalidRequestError(
             "top_logprobs is not supported by this server.", param="top_logprobs"
         )
-    if req.logit_bias:
-        raise InvalidRequestError("logit_bias is not supported by this server.", param="logit_bias")
     if req.response_format is not None and req.response_format.get("type", "text") != "text":
         raise InvalidRequestError(
             f"response_format type {req.response_format.get('type')!r} is not supported; "
@@ -117,10 +117,28 @@ def to_generation_params(
             temperature=defaults.temperature if req.temperature is None else req.temperature,
             top_p=defaults.top_p if req.top_p is None else req.top_p,
             seed=defaults.seed if req.seed is None else req.seed,
+            logit_bias=_logit_bias(req.logit_bias),
         ),
         max_tokens=max_tokens,
         stop=stop_strings(req.stop),
     )
+
+
+def _logit_bias(bias: dict[str, float] | None) -> tuple[tuple[int, float], ...]:
+    """OpenAI's `{"token id": bias}` with biases in [-100, 100] -> sorted pairs.
+
+    Token ids are checked against the vocabulary by the engine, which knows its size.
+    """
+    pairs = []
+    for key, value in (bias or {}).items():
+        if not key.isdigit() or not -100 <= value <= 100:
+            raise InvalidRequestError(
+                f"Invalid logit_bias entry {key!r}: {value!r}; keys must be token ids and "
+                "values between -100 and 100.",
+                param="logit_bias",
+            )
+        pairs.append((int(key), float(value)))
+    return tuple(sorted(pairs))
 
 
 def stop_strings(stop: str | Sequence[str] | None) -> tuple[str, ...]:

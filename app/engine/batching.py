@@ -37,7 +37,12 @@ from app.engine.slots import Slot, new_sampler, pick_slot
 from app.engine.template import check_template_settings
 from config.model_source import ModelChoice, served_model_id
 from config.settings import ModelSettings
-from conversion.errors import InternalError, ModelLoadFailedError, ModelNotReadyError
+from conversion.errors import (
+    InternalError,
+    InvalidRequestError,
+    ModelLoadFailedError,
+    ModelNotReadyError,
+)
 from conversion.messages import TemplateMessage
 from conversion.requests import GenerationParams
 from conversion.text import TextAssembler
@@ -138,6 +143,14 @@ class BatchingEngine:
 
     def submit(self, prompt: list[int], params: GenerationParams) -> JobHandle:
         self.check_ready()
+        assert self._model is not None
+        for token, _ in params.sampling.logit_bias:
+            if token >= self._model.n_vocab:
+                raise InvalidRequestError(
+                    f"logit_bias names token {token}, outside the model's vocabulary of "
+                    f"{self._model.n_vocab}.",
+                    param="logit_bias",
+                )
         return self._queue.submit(prompt, params)
 
     def drain(self, grace: float) -> None:
@@ -225,7 +238,7 @@ class BatchingEngine:
             model.forget(slot.seq, keep)
             del slot.cached[keep:]
             slot.job, slot.reused, slot.last_used = job, keep, next(self._clock)
-            slot.sampler = new_sampler(job.params.sampling)
+            slot.sampler = new_sampler(job.params.sampling, model.n_vocab)
             slot.assembler = TextAssembler(job.params.stop)
             slot.limit = model.n_ctx_seq - len(job.prompt)
             if job.params.max_tokens is not None:

@@ -51,6 +51,7 @@ class LoadedModel:
         )
         self.model = LlamaModel(path_model=path, params=model_params, verbose=False)
         self.vocab = self.model.vocab
+        self.n_vocab = self.model.n_vocab()
         self.slots = settings.n_parallel
         self.n_ctx_seq = settings.n_ctx or self.model.n_ctx_train()
         # one decode call carries a token of every slot besides prompt tokens
@@ -90,9 +91,9 @@ class LoadedModel:
     def detokenize(self, tokens: list[int]) -> str:
         """Text of `tokens`, special tokens included; invalid UTF-8 is replaced."""
         for index, token in enumerate(tokens):
-            if not 0 <= token < self.model.n_vocab():
+            if not 0 <= token < self.n_vocab:
                 raise InvalidRequestError(
-                    f"Token {token} is not in the model's vocabulary of {self.model.n_vocab()}.",
+                    f"Token {token} is not in the model's vocabulary of {self.n_vocab}.",
                     param=f"tokens[{index}]",
                 )
         return bytes(self.model.detokenize(tokens, special=True)).decode("utf-8", "replace")

@@ -8,6 +8,7 @@ it is tested without a model.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -137,13 +138,20 @@ def _llama_seed(seed: int | None) -> int:
     return min(seed & 0xFFFFFFFF, 0xFFFFFFFE)
 
 
-def new_sampler(params: SamplingParams) -> llama_cpp.llama_sampler_p:
-    """A native sampler chain for one request: greedy at temperature 0, else top-p, then
-    temperature, then a draw from the request's own seeded generator (so one request's
-    randomness never depends on another's)."""
+def new_sampler(params: SamplingParams, n_vocab: int) -> llama_cpp.llama_sampler_p:
+    """A native sampler chain for one request: its logit biases (-100 bans: -inf), then
+    greedy at temperature 0, else top-p, temperature, and a draw from the request's own
+    seeded generator (so one request's randomness never depends on another's)."""
     chain: llama_cpp.llama_sampler_p = llama_cpp.llama_sampler_chain_init(
         llama_cpp.llama_sampler_chain_default_params()
     )
+    if params.logit_bias:
+        biases = (llama_cpp.llama_logit_bias * len(params.logit_bias))()
+        for entry, (token, bias) in zip(biases, params.logit_bias, strict=True):
+            entry.token, entry.bias = token, -math.inf if bias <= -100 else bias
+        llama_cpp.llama_sampler_chain_add(
+            chain, llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(biases), biases)
+        )
     if params.temperature == 0:
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
         return chain

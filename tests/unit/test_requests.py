@@ -78,7 +78,9 @@ def test_penalties_are_accepted_and_do_not_reach_generation() -> None:
         ({"stream_options": {"include_usage": True}}, "stream_options"),
         ({"logprobs": True}, "logprobs"),
         ({"top_logprobs": 2}, "top_logprobs"),
-        ({"logit_bias": {"50256": -100}}, "logit_bias"),
+        ({"logit_bias": {"50256": -101}}, "logit_bias"),
+        ({"logit_bias": {"token": 5}}, "logit_bias"),
+        ({"logit_bias": {"-3": 5}}, "logit_bias"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
         ({"tool_choice": "required"}, "tool_choice"),
@@ -106,6 +108,7 @@ def test_unsupported_fields_are_rejected_naming_the_param(
         {"tools": [{"type": "function"}], "tool_choice": "none"},
         {"stream": True, "stream_options": {"include_usage": True}},
         {"logprobs": False, "top_logprobs": 0, "logit_bias": {}},
+        {"logit_bias": {"50256": -100, "7": 100}},
         {"modalities": ["text"], "function_call": "none", "parallel_tool_calls": True},
     ],
 )
