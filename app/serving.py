@@ -20,6 +20,7 @@ from litestar import Request
 from app.access_log import request_stats
 from app.disconnect import unless_disconnected
 from app.engine.base import Engine, Finished, Generation, GenerationEvent, TextDelta
+from app.engine.grammar import grammar_for
 from app.metrics import Metrics, observe
 from app.sse import DONE, error_event, event
 from config.settings import Settings
@@ -85,6 +86,8 @@ async def create_chat_completion(
     check_limits(body, settings.limits)
     params = to_generation_params(body, settings.sampling)
     params = dataclasses.replace(params, time_limit=settings.limits.request_timeout)
+    if params.json_schema is not None:
+        params = dataclasses.replace(params, grammar=grammar_for(params.json_schema))
     ceiling = settings.limits.max_tokens  # explicit caps above it were refused already
     if ceiling is not None and (params.max_tokens is None or params.max_tokens > ceiling):
         params = dataclasses.replace(params, max_tokens=ceiling)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from config.settings import SamplingDefaults
 from conversion.errors import ContextLengthExceededError, InvalidRequestError
@@ -42,6 +43,10 @@ class GenerationParams:
     stop: tuple[str, ...]
     time_limit: float | None = None
     """Seconds the request may take, queueing included; then it ends as `length`."""
+    json_schema: dict[str, Any] | None = None
+    """Constrain the reply to JSON matching this schema."""
+    grammar: str | None = None
+    """The GBNF grammar the engine built from `json_schema`."""
 
 
 def _reject_unsupported(req: ChatCompletionRequest) -> None:
@@ -64,12 +69,6 @@ def _reject_unsupported(req: ChatCompletionRequest) -> None:
     if req.top_logprobs:
         raise InvalidRequestError(
             "top_logprobs is not supported by this server.", param="top_logprobs"
-        )
-    if req.response_format is not None and req.response_format.get("type", "text") != "text":
-        raise InvalidRequestError(
-            f"response_format type {req.response_format.get('type')!r} is not supported; "
-            "only 'text' is.",
-            param="response_format",
         )
     if req.tools and req.tool_choice != "none":
         raise InvalidRequestError(
@@ -121,6 +120,39 @@ def to_generation_params(
         ),
         max_tokens=max_tokens,
         stop=stop_strings(req.stop),
+        json_schema=_json_schema(req.response_format),
+    )
+
+
+def _json_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+    """OpenAI's `response_format` -> the JSON schema replies must match, or None.
+
+    `json_object` means any JSON object (`{"type": "object"}`); `json_schema` carries
+    its own schema. The engine turns the schema into a llama.cpp grammar.
+    """
+    kind = (response_format or {}).get("type", "text")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "json_schema":
+        spec = (response_format or {}).get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise InvalidRequestError(
+                "response_format json_schema needs a `json_schema` object with a `name`.",
+                param="response_format.json_schema",
+            )
+        schema = spec.get("schema", {"type": "object"})
+        if not isinstance(schema, dict):
+            raise InvalidRequestError(
+                "response_format json_schema.schema must be a JSON schema object.",
+                param="response_format.json_schema.schema",
+            )
+        return schema
+    raise InvalidRequestError(
+        f"response_format type {kind!r} is not supported; use 'text', 'json_object' or "
+        "'json_schema'.",
+        param="response_format",
     )
 
 

@@ -238,7 +238,9 @@ class BatchingEngine:
             model.forget(slot.seq, keep)
             del slot.cached[keep:]
             slot.job, slot.reused, slot.last_used = job, keep, next(self._clock)
-            slot.sampler = new_sampler(job.params.sampling, model.n_vocab)
+            slot.sampler = new_sampler(
+                job.params.sampling, model.n_vocab, model.vocab, job.params.grammar
+            )
             slot.assembler = TextAssembler(job.params.stop)
             slot.limit = model.n_ctx_seq - len(job.prompt)
             if job.params.max_tokens is not None:

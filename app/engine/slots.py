@@ -12,6 +12,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import llama_cpp
 
@@ -138,7 +139,9 @@ def _llama_seed(seed: int | None) -> int:
     return min(seed & 0xFFFFFFFF, 0xFFFFFFFE)
 
 
-def new_sampler(params: SamplingParams, n_vocab: int) -> llama_cpp.llama_sampler_p:
+def new_sampler(
+    params: SamplingParams, n_vocab: int, vocab: Any, grammar: str | None = None
+) -> llama_cpp.llama_sampler_p:
     """A native sampler chain for one request: its logit biases (-100 bans: -inf), then
     greedy at temperature 0, else top-p, temperature, and a draw from the request's own
     seeded generator (so one request's randomness never depends on another's)."""
@@ -152,6 +155,9 @@ def new_sampler(params: SamplingParams, n_vocab: int) -> llama_cpp.llama_sampler
         llama_cpp.llama_sampler_chain_add(
             chain, llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(biases), biases)
         )
+    if grammar is not None:  # only tokens that keep the reply valid JSON stay possible
+        constrained = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+        llama_cpp.llama_sampler_chain_add(chain, constrained)
     if params.temperature == 0:
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
         return chain

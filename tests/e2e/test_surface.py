@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
+import jsonschema
 import openai
 
 from tests.e2e.conftest import LiveServer
@@ -20,3 +23,25 @@ def test_logit_bias_through_the_sdk(live: LiveServer, client: openai.OpenAI) -> 
     assert forced.choices[0].message.content != plain.choices[0].message.content
     piece = httpx.post(f"{live.root}/detokenize", json={"tokens": tokens[:1]}).json()["content"]
     assert (forced.choices[0].message.content or "").startswith(piece)
+
+
+def test_json_schema_response_format_through_the_sdk(client: openai.OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 30}, "rainy": {"type": "boolean"}},
+        "required": ["city", "rainy"],
+        "additionalProperties": False,
+    }
+    reply = client.chat.completions.create(
+        model="m",
+        messages=[{"role": "user", "content": "Is it rainy in London? Answer in JSON."}],
+        max_tokens=200,
+        temperature=0.7,
+        seed=2,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "weather", "schema": schema, "strict": True},
+        },
+    )
+    assert reply.choices[0].finish_reason == "stop"
+    jsonschema.validate(json.loads(reply.choices[0].message.content or ""), schema)

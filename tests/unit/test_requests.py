@@ -81,7 +81,12 @@ def test_penalties_are_accepted_and_do_not_reach_generation() -> None:
         ({"logit_bias": {"50256": -101}}, "logit_bias"),
         ({"logit_bias": {"token": 5}}, "logit_bias"),
         ({"logit_bias": {"-3": 5}}, "logit_bias"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"response_format": {"type": "xml"}}, "response_format"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": 3}}},
+            "response_format.json_schema.schema",
+        ),
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
         ({"tool_choice": "required"}, "tool_choice"),
         ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
