@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,20 @@ class LiveServer:
         return openai.AsyncOpenAI(base_url=self.base_url, api_key="any-key", max_retries=0)
 
 
+def wait_healthy(root: str, alive: Callable[[], bool], timeout: float = 60) -> None:
+    """Poll /health until it answers 200; fail if the server dies or takes too long."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{root}/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or not alive():
+            pytest.fail("the server did not become ready")
+        time.sleep(0.05)
+
+
 def serve(model_path: Path, **settings: Any) -> Iterator[LiveServer]:
     app = create_app(make_settings(model_path, **settings))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -49,16 +63,7 @@ def serve(model_path: Path, **settings: Any) -> Iterator[LiveServer]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     root = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{root}/health").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the server did not become ready")
-        time.sleep(0.05)
+    wait_healthy(root, thread.is_alive)
     try:
         yield LiveServer(root, app.state.engine)
     finally:

@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.conftest import wait_healthy
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -83,15 +85,7 @@ def test_sigterm_lets_a_running_reply_end_cleanly_within_the_grace_period() -> N
     proc = app("--port", str(port), "--server-shutdown-grace", "1")
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
+        wait_healthy(base, lambda: proc.poll() is None)
         body = {
             "messages": [
                 {
