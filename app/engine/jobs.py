@@ -173,26 +173,27 @@ class JobQueue:
     def drain(self, deadline: float) -> None:
         """Refuse new jobs and fail the waiting ones; running ones may go on until
         `deadline` (`time.monotonic()`), when the worker ends them as `length`."""
-        with self._cond:
-            self._open = False
-            waiting, self._waiting = list(self._waiting), collections.deque()
-            for job in self._running:
-                job.deadline = min(job.deadline, deadline)
-            self._cond.notify_all()
-        shutting_down = ModelNotReadyError("The server is shutting down.")
-        for job in waiting:
-            job.put(shutting_down)
+        self._shut(deadline)
 
     def close(self) -> None:
         """Refuse new jobs, fail the waiting ones and stop the running ones."""
+        self._shut(None)
+
+    def _shut(self, deadline: float | None) -> None:
+        """Close the queue; running jobs get `deadline`, or are stopped when it is None."""
         with self._cond:
             self._open = False
             waiting, self._waiting = list(self._waiting), collections.deque()
-            running, self._running = list(self._running), set()
+            stopped: list[Job] = []
+            if deadline is None:
+                stopped, self._running = list(self._running), set()
+            else:
+                for job in self._running:
+                    job.deadline = min(job.deadline, deadline)
             self._cond.notify_all()
         shutting_down = ModelNotReadyError("The server is shutting down.")
         for job in waiting:
             job.put(shutting_down)
-        for job in running:
+        for job in stopped:
             job.cancelled = True
             job.put(shutting_down)
