@@ -33,16 +33,12 @@ from app.engine.base import ChatPrompt, EngineState, Finished, TextDelta
 from app.engine.budget import PromptBudget
 from app.engine.jobs import JobHandle, JobQueue, JobRecord
 from app.engine.model import LoadedModel
-from app.engine.slots import Slot, new_sampler, pick_slot
+from app.engine.sampling import check_sampling, new_sampler
+from app.engine.slots import Slot, pick_slot
 from app.engine.template import check_template_settings
 from config.model_source import ModelChoice, served_model_id
 from config.settings import ModelSettings
-from conversion.errors import (
-    InternalError,
-    InvalidRequestError,
-    ModelLoadFailedError,
-    ModelNotReadyError,
-)
+from conversion.errors import InternalError, ModelLoadFailedError, ModelNotReadyError
 from conversion.messages import TemplateMessage
 from conversion.requests import GenerationParams
 from conversion.text import TextAssembler
@@ -144,13 +140,7 @@ class BatchingEngine:
     def submit(self, prompt: list[int], params: GenerationParams) -> JobHandle:
         self.check_ready()
         assert self._model is not None
-        for token, _ in params.sampling.logit_bias:
-            if token >= self._model.n_vocab:
-                raise InvalidRequestError(
-                    f"logit_bias names token {token}, outside the model's vocabulary of "
-                    f"{self._model.n_vocab}.",
-                    param="logit_bias",
-                )
+        check_sampling(params, self._model.n_vocab, self._model.vocab)
         return self._queue.submit(prompt, params)
 
     def drain(self, grace: float) -> None:
@@ -229,6 +219,15 @@ class BatchingEngine:
             expired.put(Finished("length", len(expired.prompt), 0))
         free = [slot for slot in self._slots if slot.job is None]
         while free and (job := self._queue.take_nowait()) is not None:
+            try:
+                sampler = new_sampler(
+                    job.params.sampling, model.n_vocab, model.vocab, job.params.grammar
+                )
+            except ValueError:  # never leave a request without an answer, nor the loop
+                logger.exception("Could not build the sampler for a request")
+                self._queue.finish(job, JobRecord("failed", len(job.prompt), 0, 0, 0, None))
+                job.put(InternalError("Generation failed."))
+                continue
             place = pick_slot(free, job.prompt)
             slot, keep = place.slot, place.keep
             free.remove(slot)
@@ -238,9 +237,7 @@ class BatchingEngine:
             model.forget(slot.seq, keep)
             del slot.cached[keep:]
             slot.job, slot.reused, slot.last_used = job, keep, next(self._clock)
-            slot.sampler = new_sampler(
-                job.params.sampling, model.n_vocab, model.vocab, job.params.grammar
-            )
+            slot.sampler = sampler
             slot.assembler = TextAssembler(job.params.stop)
             slot.limit = model.n_ctx_seq - len(job.prompt)
             if job.params.max_tokens is not None:

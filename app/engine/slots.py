@@ -8,16 +8,12 @@ it is tested without a model.
 
 from __future__ import annotations
 
-import math
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import llama_cpp
 
 from app.engine.jobs import Job
-from conversion.requests import SamplingParams
 from conversion.text import TextAssembler
 
 __all__ = (
@@ -26,7 +22,6 @@ __all__ = (
     "Placement",
     "Slot",
     "common_prefix",
-    "new_sampler",
     "pick_slot",
 )
 
@@ -130,42 +125,3 @@ def pick_slot(free: Sequence[Slot], prompt: Sequence[int]) -> Placement:
         if donor_keep >= own + COPY_WORTH:
             return Placement(target, donor_keep, donor)
     return Placement(target, own)
-
-
-def _llama_seed(seed: int | None) -> int:
-    """OpenAI seeds are any integer; llama.cpp takes uint32 where 0xFFFFFFFF means random."""
-    if seed is None:
-        return random.randrange(0xFFFFFFFF)
-    return min(seed & 0xFFFFFFFF, 0xFFFFFFFE)
-
-
-def new_sampler(
-    params: SamplingParams, n_vocab: int, vocab: Any, grammar: str | None = None
-) -> llama_cpp.llama_sampler_p:
-    """A native sampler chain for one request: its logit biases (-100 bans: -inf), then
-    greedy at temperature 0, else top-p, temperature, and a draw from the request's own
-    seeded generator (so one request's randomness never depends on another's)."""
-    chain: llama_cpp.llama_sampler_p = llama_cpp.llama_sampler_chain_init(
-        llama_cpp.llama_sampler_chain_default_params()
-    )
-    if params.logit_bias:
-        biases = (llama_cpp.llama_logit_bias * len(params.logit_bias))()
-        for entry, (token, bias) in zip(biases, params.logit_bias, strict=True):
-            entry.token, entry.bias = token, -math.inf if bias <= -100 else bias
-        llama_cpp.llama_sampler_chain_add(
-            chain, llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(biases), biases)
-        )
-    if grammar is not None:  # only tokens that keep the reply valid JSON stay possible
-        constrained = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-        llama_cpp.llama_sampler_chain_add(chain, constrained)
-    if params.temperature == 0:
-        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
-        return chain
-    if params.top_p < 1:
-        top_p = llama_cpp.llama_sampler_init_top_p(params.top_p, 1)
-        llama_cpp.llama_sampler_chain_add(chain, top_p)
-    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
-    llama_cpp.llama_sampler_chain_add(
-        chain, llama_cpp.llama_sampler_init_dist(_llama_seed(params.seed))
-    )
-    return chain
