@@ -25,7 +25,7 @@ from app.metrics import Metrics, observe
 from app.sse import DONE, error_event, event
 from config.settings import Settings
 from conversion.errors import InvalidRequestError
-from conversion.limits import check_limits
+from conversion.limits import apply_limits, check_limits
 from conversion.messages import to_template_messages
 from conversion.requests import check_context_length, to_generation_params
 from conversion.responses import ChunkFactory, to_chat_completion, to_usage
@@ -84,13 +84,9 @@ async def create_chat_completion(
 ) -> ChatCompletion | AsyncIterator[bytes]:
     """Serve one request; returns the JSON body, or the SSE byte stream when streaming."""
     check_limits(body, settings.limits)
-    params = to_generation_params(body, settings.sampling)
-    params = dataclasses.replace(params, time_limit=settings.limits.request_timeout)
+    params = apply_limits(to_generation_params(body, settings.sampling), settings.limits)
     if params.json_schema is not None:
         params = dataclasses.replace(params, grammar=grammar_for(params.json_schema))
-    ceiling = settings.limits.max_tokens  # explicit caps above it were refused already
-    if ceiling is not None and (params.max_tokens is None or params.max_tokens > ceiling):
-        params = dataclasses.replace(params, max_tokens=ceiling)
     messages = to_template_messages(body.messages)
     prompt = await anyio.to_thread.run_sync(engine.tokenize_chat, messages)
     if not prompt.tokens:

@@ -1,4 +1,5 @@
-"""The configured bounds on one request (`limits.*`), checked before any model work.
+"""The configured bounds on one request (`limits.*`), checked and applied before any
+model work.
 
 Each breach is a 400 naming the field, so a client sees what to change; the body size
 is enforced earlier, by the web framework (413).
@@ -6,11 +7,23 @@ is enforced earlier, by the web framework (413).
 
 from __future__ import annotations
 
+import dataclasses
+
 from config.settings import LimitSettings
 from conversion.errors import InvalidRequestError
+from conversion.requests import GenerationParams
 from conversion.wire import ChatCompletionRequest
 
-__all__ = ("check_limits",)
+__all__ = ("apply_limits", "check_limits")
+
+
+def apply_limits(params: GenerationParams, limits: LimitSettings) -> GenerationParams:
+    """The time limit, and the `max_tokens` ceiling for requests that set no cap (the
+    explicit caps above it were refused by `check_limits`)."""
+    max_tokens = params.max_tokens
+    if limits.max_tokens is not None and (max_tokens is None or max_tokens > limits.max_tokens):
+        max_tokens = limits.max_tokens
+    return dataclasses.replace(params, time_limit=limits.request_timeout, max_tokens=max_tokens)
 
 
 def check_limits(req: ChatCompletionRequest, limits: LimitSettings) -> None:
