@@ -62,6 +62,22 @@ class Streamer(threading.Thread):
                     break  # leaving the `with` closes the connection
 
 
+def replies_one_at_a_time(live: LiveServer, requests: list[dict[str, Any]]) -> list[str]:
+    texts = []
+    for request in requests:
+        streamer = Streamer(live, **request)
+        streamer.run()
+        texts.append(streamer.text)
+    return texts
+
+
+def start_together(live: LiveServer, requests: list[dict[str, Any]]) -> list[Streamer]:
+    streamers = [Streamer(live, **request) for request in requests]
+    for streamer in streamers:
+        streamer.start()
+    return streamers
+
+
 def ask(live: LiveServer, **request: Any) -> Any:
     with live.client() as client:
         return client.chat.completions.create(model="m", **request)
@@ -98,18 +114,12 @@ def test_disconnect_while_waiting_for_a_non_streamed_reply_stops_it(live: LiveSe
 
 
 def test_two_concurrent_streams_produce_what_they_produce_alone(live: LiveServer) -> None:
-    requests = [
+    requests: list[dict[str, Any]] = [
         {"messages": STORY, "max_tokens": 40, "temperature": 0},
         {"messages": COUNT, "max_tokens": 40, "temperature": 0},
     ]
-    alone = []
-    for request in requests:
-        streamer = Streamer(live, **request)
-        streamer.run()
-        alone.append(streamer.text)
-    together = [Streamer(live, **request) for request in requests]
-    for streamer in together:
-        streamer.start()
+    alone = replies_one_at_a_time(live, requests)
+    together = start_together(live, requests)
     for streamer in together:
         streamer.join(timeout=60)
     assert [s.text for s in together] == alone
@@ -128,14 +138,8 @@ def test_four_concurrent_replies_equal_the_same_replies_alone(live: LiveServer) 
         },
         {"messages": STORY, "max_tokens": 48, "temperature": 0.9, "top_p": 0.9, "seed": 11},
     ]
-    alone = []
-    for request in requests:
-        streamer = Streamer(live, **request)
-        streamer.run()
-        alone.append(streamer.text)
-    together = [Streamer(live, **request) for request in requests]
-    for streamer in together:
-        streamer.start()
+    alone = replies_one_at_a_time(live, requests)
+    together = start_together(live, requests)
     assert all(s.started.wait(30) for s in together)
     assert all(s.is_alive() for s in together[:3])  # they stream at the same time
     for streamer in together:
