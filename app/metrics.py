@@ -84,22 +84,26 @@ class Metrics:
 async def observe(
     events: AsyncIterator[GenerationEvent], stats: RequestStats, metrics: Metrics
 ) -> AsyncIterator[GenerationEvent]:
-    """Pass events through, timing them into `stats` and `metrics`."""
+    """Pass one generation's events through, timing them into `stats` and `metrics`.
+
+    A request with several choices runs several generations: the log line adds their
+    token counts up and keeps the first token's time."""
     first = last = None
     async for item in events:
         now = time.perf_counter()
         if isinstance(item, TextDelta):
             if first is None:
                 first = now
-                stats.ttft = now - stats.started
-                metrics.ttft.observe(stats.ttft)
+                metrics.ttft.observe(now - stats.started)
+                if stats.ttft is None:
+                    stats.ttft = now - stats.started
             elif last is not None:
                 metrics.itl.observe(now - last)
             last = now
         elif isinstance(item, Finished):
-            stats.prompt_tokens = item.prompt_tokens
-            stats.cached_tokens = item.cached_tokens
-            stats.completion_tokens = item.completion_tokens
+            stats.prompt_tokens = (stats.prompt_tokens or 0) + item.prompt_tokens
+            stats.cached_tokens = (stats.cached_tokens or 0) + item.cached_tokens
+            stats.completion_tokens = (stats.completion_tokens or 0) + item.completion_tokens
             stats.finish_reason = item.finish_reason
             metrics.prompt_tokens.inc(item.prompt_tokens)
             metrics.cached_tokens.inc(item.cached_tokens)

@@ -72,6 +72,10 @@ class ModelSettings(ConfigModel, frozen=True):
     template stored in the GGUF file."""
     chat_template_file: str | None = None
     """Path of a Jinja chat template to use instead of the GGUF's own."""
+    embeddings: bool = True
+    """Serve `/v1/embeddings` from the same GGUF: the mean of its last hidden states,
+    normalized to unit length. Its first use costs one more context (one sequence of KV
+    cache and a compute buffer); false = `/v1/embeddings` answers 400."""
 
 
 class SamplingDefaults(ConfigModel, frozen=True):
@@ -121,6 +125,10 @@ class LimitSettings(ConfigModel, frozen=True):
     above a model's limit); unset = only the context length bounds it."""
     max_stop_length: Annotated[int, Meta(ge=1)] = 256
     """Longest stop string, in characters (400 beyond). OpenAI allows 4 of them."""
+    max_choices: Annotated[int, Meta(ge=1)] = 8
+    """Most choices one request may ask for: `n`, times the number of prompts of a
+    legacy completion (400 beyond). Each choice is one generation; beyond the free
+    slots they wait in the queue like separate requests."""
     request_timeout: Annotated[float, Meta(gt=0)] | None = 600.0
     """Seconds a generation may run (queueing included); it then ends with
     `finish_reason: "length"` and what it has so far. Unset = no limit."""

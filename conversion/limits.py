@@ -14,7 +14,7 @@ from conversion.errors import InvalidRequestError
 from conversion.requests import GenerationParams
 from conversion.wire import ChatCompletionRequest
 
-__all__ = ("apply_limits", "check_limits")
+__all__ = ("apply_limits", "check_choices", "check_limits")
 
 
 def apply_limits(params: GenerationParams, limits: LimitSettings) -> GenerationParams:
@@ -26,7 +26,18 @@ def apply_limits(params: GenerationParams, limits: LimitSettings) -> GenerationP
     return dataclasses.replace(params, time_limit=limits.request_timeout, max_tokens=max_tokens)
 
 
+def check_choices(count: int, limits: LimitSettings, param: str = "n") -> None:
+    """`count` generations for one request (n, times the prompts of a completion)."""
+    if count > limits.max_choices:
+        raise InvalidRequestError(
+            f"Too many choices: this request asks for {count} generations; this server "
+            f"makes at most {limits.max_choices} per request.",
+            param=param,
+        )
+
+
 def check_limits(req: ChatCompletionRequest, limits: LimitSettings) -> None:
+    check_choices(req.n or 1, limits)
     if len(req.messages) > limits.max_messages:
         raise InvalidRequestError(
             f"Too many messages: {len(req.messages)}; this server accepts at most "

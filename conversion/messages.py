@@ -9,11 +9,14 @@ refused with a 400 naming the exact part, since a text-only model cannot see the
 
 from __future__ import annotations
 
+import contextlib
+import json
 from typing import Any
 
 from msgspec import UNSET
 
 from conversion.errors import InvalidRequestError
+from conversion.tools import call_as_text
 from conversion.wire import (
     AssistantMessage,
     Content,
@@ -52,7 +55,25 @@ def _role(message: Message) -> str:
     return str(type(message).__struct_config__.tag)
 
 
-def to_template_messages(messages: list[Message]) -> list[TemplateMessage]:
+def _calls(message: AssistantMessage, native: bool) -> list[dict[str, Any]]:
+    """History tool calls: kept for a template that renders them, with `arguments`
+    parsed into an object as Hugging Face templates expect (OpenAI sends a string)."""
+    calls: list[dict[str, Any]] = []
+    for call in message.tool_calls or ():
+        function = dict(call.get("function") or {})
+        if native and isinstance(function.get("arguments"), str):
+            with contextlib.suppress(ValueError):  # else the template gets the string
+                function["arguments"] = json.loads(function["arguments"])
+        calls.append({**call, "function": function})
+    return calls
+
+
+def to_template_messages(
+    messages: list[Message], *, native_tools: bool = True
+) -> list[TemplateMessage]:
+    """`native_tools`: the template renders `tool_calls` and `tool` messages itself;
+    when False they are written as text (`conversion.tools`), tool results as a user
+    message, which templates that insist on alternating roles accept."""
     rendered: list[TemplateMessage] = []
     for index, message in enumerate(messages):
         out: TemplateMessage = {
@@ -60,11 +81,26 @@ def to_template_messages(messages: list[Message]) -> list[TemplateMessage]:
             "content": _text(message.content, f"messages[{index}].content"),
         }
         if isinstance(message, ToolMessage):
-            if message.tool_call_id is not UNSET:
+            if not native_tools:
+                out = {
+                    "role": "user",
+                    "content": f"<tool_response>\n{out['content']}\n</tool_response>",
+                }
+            elif message.tool_call_id is not UNSET:
                 out["tool_call_id"] = message.tool_call_id
         elif message.name is not UNSET:
             out["name"] = message.name
         if isinstance(message, AssistantMessage) and message.tool_calls:
-            out["tool_calls"] = message.tool_calls
+            calls = _calls(message, native_tools)
+            if native_tools:
+                out["tool_calls"] = calls
+            else:
+                written = [
+                    call_as_text(
+                        str(c["function"].get("name")), str(c["function"].get("arguments", "{}"))
+                    )
+                    for c in calls
+                ]
+                out["content"] = "\n".join(filter(None, [out["content"], *written]))
         rendered.append(out)
     return rendered

@@ -7,9 +7,10 @@ Defaults: the request's value, else the server's configured default, else OpenAI
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from config.settings import SamplingDefaults
 from conversion.errors import ContextLengthExceededError, InvalidRequestError
@@ -19,6 +20,8 @@ __all__ = (
     "GenerationParams",
     "SamplingParams",
     "check_context_length",
+    "per_choice",
+    "sampling_params",
     "stop_strings",
     "to_generation_params",
 )
@@ -47,47 +50,33 @@ class GenerationParams:
     """Constrain the reply to JSON matching this schema."""
     grammar: str | None = None
     """The GBNF grammar the engine built from `json_schema`."""
+    schema_param: str = "response_format.json_schema.schema"
+    """The request field `json_schema` came from, named by errors about it."""
+    logprobs: int | None = None
+    """Report each token's log-probability with this many alternatives; None: don't."""
 
 
 def _reject_unsupported(req: ChatCompletionRequest) -> None:
-    """Refuse, with a 400 naming the field, what this server cannot do yet.
+    """Refuse, with a 400 naming the field, what this server cannot do.
 
     Ignoring these silently would hand clients something other than what they asked
-    for (several choices, JSON output, tool calls, log-probabilities, biased tokens).
+    for (legacy function calling, audio, log-probabilities nobody asked to turn on).
     """
-    if req.n is not None and req.n != 1:
-        raise InvalidRequestError(
-            f"n={req.n} is not supported: this server returns exactly one choice (n=1).",
-            param="n",
-        )
     if req.stream_options is not None and not req.stream:
         raise InvalidRequestError(
             "stream_options is only allowed when stream is true.", param="stream_options"
         )
-    if req.logprobs:
-        raise InvalidRequestError("logprobs is not supported by this server.", param="logprobs")
-    if req.top_logprobs:
-        raise InvalidRequestError(
-            "top_logprobs is not supported by this server.", param="top_logprobs"
-        )
-    if req.tools and req.tool_choice != "none":
-        raise InvalidRequestError(
-            "tools are not supported by this server (only with tool_choice 'none').",
-            param="tools",
-        )
-    if req.tool_choice not in (None, "none", "auto"):
-        raise InvalidRequestError(
-            "tool_choice 'required' or a named function is not supported by this server.",
-            param="tool_choice",
-        )
+    if req.top_logprobs and not req.logprobs:
+        raise InvalidRequestError("top_logprobs needs logprobs to be true.", param="top_logprobs")
     if req.functions:
         raise InvalidRequestError(
-            "functions (the legacy form of tools) are not supported by this server.",
+            "functions (the legacy form of tools) are not supported; send `tools`.",
             param="functions",
         )
     if req.function_call not in (None, "none", "auto"):
         raise InvalidRequestError(
-            "function_call is not supported by this server.", param="function_call"
+            "function_call (the legacy form of tool_choice) is not supported; send `tool_choice`.",
+            param="function_call",
         )
     if req.audio is not None or (req.modalities and set(req.modalities) != {"text"}):
         raise InvalidRequestError(
@@ -112,16 +101,42 @@ def to_generation_params(
     else:
         max_tokens = defaults.max_tokens
     return GenerationParams(
-        sampling=SamplingParams(
-            temperature=defaults.temperature if req.temperature is None else req.temperature,
-            top_p=defaults.top_p if req.top_p is None else req.top_p,
-            seed=defaults.seed if req.seed is None else req.seed,
-            logit_bias=_logit_bias(req.logit_bias),
-        ),
+        sampling=sampling_params(req, defaults),
         max_tokens=max_tokens,
         stop=stop_strings(req.stop),
         json_schema=_json_schema(req.response_format),
+        logprobs=(req.top_logprobs or 0) if req.logprobs else None,
     )
+
+
+class _SamplingFields(Protocol):
+    temperature: float | None
+    top_p: float | None
+    seed: int | None
+    logit_bias: dict[str, float] | None
+
+
+def sampling_params(req: _SamplingFields, defaults: SamplingDefaults) -> SamplingParams:
+    """The sampling fields chat and legacy completions share, defaults resolved."""
+    return SamplingParams(
+        temperature=defaults.temperature if req.temperature is None else req.temperature,
+        top_p=defaults.top_p if req.top_p is None else req.top_p,
+        seed=defaults.seed if req.seed is None else req.seed,
+        logit_bias=_logit_bias(req.logit_bias),
+    )
+
+
+def per_choice(params: GenerationParams, n: int) -> list[GenerationParams]:
+    """Parameters for each of `n` choices. With a seed, choice i samples with seed + i:
+    the choices differ from each other, yet the same request gives the same choices
+    again (choice 0 is what n=1 gives)."""
+    seed = params.sampling.seed
+    if n == 1 or seed is None:
+        return [params] * n
+    return [
+        dataclasses.replace(params, sampling=dataclasses.replace(params.sampling, seed=seed + i))
+        for i in range(n)
+    ]
 
 
 def _json_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -25,11 +25,14 @@ __all__ = (
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionRequest",
+    "ChatLogprobs",
     "ChatMessage",
     "Choice",
     "ChunkChoice",
     "ContentPart",
     "Delta",
+    "FunctionCall",
+    "FunctionCallDelta",
     "DeveloperMessage",
     "ErrorBody",
     "ErrorDetail",
@@ -40,6 +43,10 @@ __all__ = (
     "StreamOptions",
     "SystemMessage",
     "TextPart",
+    "TokenLogprobEntry",
+    "ToolCall",
+    "ToolCallDelta",
+    "TopLogprob",
     "ToolMessage",
     "PromptTokensDetails",
     "Usage",
@@ -142,7 +149,8 @@ class ChatCompletionRequest(WireRequest, kw_only=True):
     max_completion_tokens: PositiveInt | None = None
     max_tokens: PositiveInt | None = None
     modalities: list[str] | None = None
-    n: int | None = None
+    n: Annotated[int, Meta(ge=1)] | None = None
+    parallel_tool_calls: bool | None = None
     presence_penalty: Penalty | None = None
     response_format: dict[str, Any] | None = None
     seed: int | None = None
@@ -172,15 +180,47 @@ class Usage(WireResponse, kw_only=True):
     prompt_tokens_details: PromptTokensDetails
 
 
+class TopLogprob(WireResponse, kw_only=True):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprobEntry(WireResponse, kw_only=True):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(WireResponse, kw_only=True):
+    content: list[TokenLogprobEntry] | None
+    refusal: list[TokenLogprobEntry] | None = None
+
+
+class FunctionCall(WireResponse, kw_only=True):
+    name: str
+    arguments: str
+    """A JSON object, as a string (OpenAI's type; clients `json.loads` it)."""
+
+
+class ToolCall(WireResponse, kw_only=True):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(WireResponse, kw_only=True):
     role: Literal["assistant"] = "assistant"
     content: str | None
+    refusal: None = None
+    tool_calls: list[ToolCall] | UnsetType = UNSET
 
 
 class Choice(WireResponse, kw_only=True):
     index: int
     message: ChatMessage
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
     finish_reason: str
 
 
@@ -193,15 +233,31 @@ class ChatCompletion(WireResponse, kw_only=True):
     usage: Usage
 
 
+class FunctionCallDelta(WireResponse, kw_only=True):
+    name: str | UnsetType = UNSET
+    arguments: str | UnsetType = UNSET
+
+
+class ToolCallDelta(WireResponse, kw_only=True):
+    """A piece of a streamed tool call: the first names it, later ones extend
+    `function.arguments` (clients concatenate them by `index`)."""
+
+    index: int
+    id: str | UnsetType = UNSET
+    type: Literal["function"] | UnsetType = UNSET
+    function: FunctionCallDelta
+
+
 class Delta(WireResponse, kw_only=True):
     role: Literal["assistant"] | UnsetType = UNSET
-    content: str | UnsetType = UNSET
+    content: str | UnsetType | None = UNSET
+    tool_calls: list[ToolCallDelta] | UnsetType = UNSET
 
 
 class ChunkChoice(WireResponse, kw_only=True):
     index: int
     delta: Delta
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
     finish_reason: str | None = None
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
+from conversion.logprobs import TokenLogprob
 from conversion.messages import TemplateMessage
 from conversion.requests import GenerationParams
 
@@ -41,6 +42,8 @@ class TextDelta:
     """Final text (whole characters, no stop-string text) generated since the last event."""
 
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
+    """The tokens behind `text`, when the request asked for log-probabilities."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +109,16 @@ class Engine(Protocol):
         """Tokens of context per request (prompt + completion); valid once ready."""
         ...
 
-    def tokenize_chat(self, messages: list[TemplateMessage]) -> ChatPrompt:
-        """Render messages with the model's chat template and tokenize them once.
+    @property
+    def renders_tools(self) -> bool:
+        """The chat template lays out tool definitions and calls itself."""
+        ...
+
+    def tokenize_chat(
+        self, messages: list[TemplateMessage], tools: list[dict[str, Any]] | None = None
+    ) -> ChatPrompt:
+        """Render messages (and, for a template that `renders_tools`, the tools) with
+        the model's chat template and tokenize them once.
 
         Blocking (call it in a worker thread); safe to run while a generation is going on.
         """
@@ -119,6 +130,16 @@ class Engine(Protocol):
 
     def detokenize(self, tokens: list[int]) -> str:
         """Text of tokens; `InvalidRequestError` for ids outside the vocabulary."""
+        ...
+
+    def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        """One unit-length vector per token list (the mean of the model's last hidden
+        states), in order. Blocking, one request at a time; runs beside generation.
+
+        `InvalidRequestError` (naming `input` or `input[i]`) for an empty list, an id
+        outside the vocabulary, or an input longer than the context, and when
+        embeddings are turned off (`model.embeddings`).
+        """
         ...
 
     def submit(self, prompt: list[int], params: GenerationParams) -> Generation:

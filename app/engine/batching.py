@@ -25,20 +25,27 @@ import logging
 import os
 import threading
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import llama_cpp
 
 from app.engine.base import ChatPrompt, EngineState, Finished, TextDelta
 from app.engine.budget import PromptBudget
+from app.engine.embedding import Embedder
 from app.engine.jobs import JobHandle, JobQueue, JobRecord
+from app.engine.logprobs import token_logprob
 from app.engine.model import LoadedModel
 from app.engine.sampling import check_sampling, new_sampler
 from app.engine.slots import Slot, pick_slot
 from app.engine.template import check_template_settings
 from config.model_source import ModelChoice, served_model_id
 from config.settings import ModelSettings
-from conversion.errors import InternalError, ModelLoadFailedError, ModelNotReadyError
+from conversion.errors import (
+    InternalError,
+    InvalidRequestError,
+    ModelLoadFailedError,
+    ModelNotReadyError,
+)
 from conversion.messages import TemplateMessage
 from conversion.requests import GenerationParams
 from conversion.text import TextAssembler
@@ -73,6 +80,8 @@ class BatchingEngine:
         self._slots = [Slot(seq) for seq in range(settings.n_parallel)]
         self._clock = itertools.count(1)
         self._budget = PromptBudget(settings.n_batch)
+        self._embedder: Embedder | None = None
+        """Set at load when `model.embeddings` is on; its context is made on first use."""
 
     # --- event-loop side ----------------------------------------------------------------
 
@@ -117,12 +126,18 @@ class BatchingEngine:
     def start(self) -> None:
         self._thread.start()
 
-    def tokenize_chat(self, messages: list[TemplateMessage]) -> ChatPrompt:
+    @property
+    def renders_tools(self) -> bool:
+        return self._model is not None and self._model.template.renders_tools
+
+    def tokenize_chat(
+        self, messages: list[TemplateMessage], tools: list[dict[str, Any]] | None = None
+    ) -> ChatPrompt:
         with self._model_lock:  # the worker must not free the vocabulary meanwhile
             self.check_ready()
             model = self._model
             assert model is not None
-            prompt, has_special, stop = model.template.render(messages)
+            prompt, has_special, stop = model.template.render(messages, tools)
             return ChatPrompt(model.tokenize(prompt, add_bos=not has_special), stop)
 
     def tokenize_text(self, text: str, *, add_special: bool) -> list[int]:
@@ -136,6 +151,15 @@ class BatchingEngine:
             self.check_ready()
             assert self._model is not None
             return self._model.detokenize(tokens)
+
+    def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        self.check_ready()
+        if self._embedder is None:
+            raise InvalidRequestError(
+                "Embeddings are turned off on this server (model.embeddings = false).",
+                code="embeddings_disabled",
+            )
+        return self._embedder.embed(inputs)  # not under _model_lock: see _work
 
     def submit(self, prompt: list[int], params: GenerationParams) -> JobHandle:
         self.check_ready()
@@ -163,6 +187,8 @@ class BatchingEngine:
         threads = self._settings.n_threads or default_threads()
         model = LoadedModel(str(self._choice.path), self._settings, threads)
         self._model = model
+        if self._settings.embeddings:
+            self._embedder = Embedder(model, self._settings, threads)
         self._batch = llama_cpp.llama_batch_init(model.n_batch, 0, 1)
         # Logged only now: while the model loads (verbose=False), llama-cpp-python points
         # the process's stdout and stderr at /dev/null, and a line logged then is lost.
@@ -209,6 +235,8 @@ class BatchingEngine:
                     self._end(slot, "cancelled")
             if self._model is not None:
                 llama_cpp.llama_batch_free(self._batch)
+                if self._embedder is not None:  # waits for an embedding in flight
+                    self._embedder.close()
                 with self._model_lock:  # state is closed or failed: no new tokenizing
                     self._model.close()
 
@@ -306,8 +334,8 @@ class BatchingEngine:
                 token = int(
                     llama_cpp.llama_sampler_sample(slot.sampler, model.ctx, slot.logits_index)
                 )
-                slot.logits_index = -1
                 self._emit(slot, token)
+                slot.logits_index = -1
 
     def _emit(self, slot: Slot, token: int) -> None:
         """Turn one sampled token into text for the client, and end the job if due."""
@@ -322,8 +350,14 @@ class BatchingEngine:
             self._finish(slot, "stop")
             return
         job.completion_tokens += 1
+        top = job.params.logprobs
+        if top is not None:
+            slot.pending.append(
+                token_logprob(model.ctx, slot.logits_index, token, model.n_vocab, top, model.piece)
+            )
         if text := assembler.feed(model.piece(token)):
-            job.put(TextDelta(text))
+            job.put(TextDelta(text, tuple(slot.pending)))
+            slot.pending.clear()
         if assembler.stopped:
             self._finish(slot, "stop")
         elif job.completion_tokens >= slot.limit:
@@ -335,8 +369,9 @@ class BatchingEngine:
         job, assembler = slot.job, slot.assembler
         assert job is not None
         assert assembler is not None
-        if tail := assembler.finish():
-            job.put(TextDelta(tail))
+        tail = assembler.finish()
+        if tail or (slot.pending and not assembler.stopped):
+            job.put(TextDelta(tail, tuple(slot.pending)))
         finished = Finished(reason, len(job.prompt), job.completion_tokens, slot.reused)
         self._end(slot, reason, finished)
 

@@ -1,4 +1,4 @@
-"""JSON schemas -> llama.cpp GBNF grammars, for `response_format`.
+"""JSON schemas -> llama.cpp GBNF grammars, for `response_format` and forced tool calls.
 
 llama-cpp-python ships llama.cpp's JSON-schema converter (`json_schema_to_gbnf`); the
 grammar then constrains sampling so the reply can only be JSON that matches. Schema
@@ -18,11 +18,12 @@ from conversion.errors import InvalidRequestError
 __all__ = ("grammar_for",)
 
 
-def grammar_for(schema: dict[str, Any]) -> str:
+def grammar_for(schema: dict[str, Any], param: str) -> str:
+    """`param`: the request field the schema came from, for the 400."""
     try:
         return str(json_schema_to_gbnf(json.dumps(schema)))
     except Exception as exc:  # any failure of the converter: the schema is unusable
         raise InvalidRequestError(
             f"This JSON schema cannot be enforced: {exc}",
-            param="response_format.json_schema.schema",
+            param=param,
         ) from exc

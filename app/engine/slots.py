@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import llama_cpp
 
 from app.engine.jobs import Job
+from conversion.logprobs import TokenLogprob
 from conversion.text import TextAssembler
 
 __all__ = (
@@ -59,6 +60,8 @@ class Slot:
     """Sampled but not yet fed back: its KV is computed by the next decode step."""
     logits_index: int = -1
     """Where this slot's logits sit in the current batch; -1 when it has none."""
+    pending: list[TokenLogprob] = field(default_factory=list)
+    """Log-probabilities of tokens whose text the assembler still holds back."""
 
     @property
     def prefilling(self) -> bool:
@@ -70,6 +73,7 @@ class Slot:
             llama_cpp.llama_sampler_free(self.sampler)
         self.job, self.sampler, self.assembler, self.next_token = None, None, None, None
         self.logits_index = -1
+        self.pending.clear()
 
 
 COPY_WORTH = 16

@@ -8,8 +8,10 @@ message order, so they become a 400 on `messages`, not a 500.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from llama_cpp import llama_chat_format
@@ -67,6 +69,9 @@ class ChatTemplate:
 
     def __init__(self, model: LlamaModel, settings: ModelSettings) -> None:
         self.description = ""
+        self.renders_tools = False
+        """The Jinja template uses `tools` (it lays out tool definitions and calls
+        itself); otherwise `conversion.tools` describes them in the system message."""
         self._formatter: Formatter = self._choose(model, settings)
 
     def _choose(self, model: LlamaModel, settings: ModelSettings) -> Formatter:
@@ -86,8 +91,8 @@ class ChatTemplate:
         self.description = "the model's own chat template (GGUF metadata)"
         return self._jinja(model, embedded)
 
-    @staticmethod
-    def _jinja(model: LlamaModel, source: str) -> Formatter:
+    def _jinja(self, model: LlamaModel, source: str) -> Formatter:
+        self.renders_tools = re.search(r"\btools\b", source) is not None
         eos, bos = model.token_eos(), model.token_bos()
         return llama_chat_format.Jinja2ChatFormatter(
             template=source,
@@ -95,9 +100,11 @@ class ChatTemplate:
             bos_token=model.token_get_text(bos) if bos != -1 else "",
         )
 
-    def render(self, messages: list[TemplateMessage]) -> tuple[str, bool, tuple[str, ...]]:
+    def render(
+        self, messages: list[TemplateMessage], tools: list[dict[str, Any]] | None = None
+    ) -> tuple[str, bool, tuple[str, ...]]:
         try:
-            result = self._formatter(messages=messages)
+            result = self._formatter(messages=messages, tools=tools)
         except (jinja2.TemplateError, ValueError, TypeError, KeyError) as exc:
             raise InvalidRequestError(
                 f"The chat template cannot render these messages: {exc}", param="messages"

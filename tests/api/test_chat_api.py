@@ -111,7 +111,10 @@ async def test_stream_usage_chunk_matches_non_stream_usage(client: Client) -> No
         ({"messages": HELLO, "presence_penalty": 3}, "presence_penalty"),
         ({"messages": HELLO, "frequency_penalty": -2.5}, "frequency_penalty"),
         ({"messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
-        ({"messages": HELLO, "n": 2}, "n"),
+        ({"messages": HELLO, "n": 0}, "n"),
+        ({"messages": HELLO, "n": 9}, "n"),
+        ({"messages": HELLO, "top_logprobs": 21, "logprobs": True}, "top_logprobs"),
+        ({"messages": HELLO, "tool_choice": "required"}, "tool_choice"),
         ({"messages": HELLO, "stream": "yes please"}, "stream"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},

@@ -63,7 +63,7 @@ class FailsMidStream(_Wrapped):
 
 
 class ExplodesOnTokenize(_Wrapped):
-    def tokenize_chat(self, messages: Any) -> Any:
+    def tokenize_chat(self, messages: Any, tools: Any = None) -> Any:
         raise RuntimeError(SECRET)
 
 

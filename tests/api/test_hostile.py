@@ -50,7 +50,9 @@ FIELDS = [
     "tools",
     "tool_choice",
     "logprobs",
+    "top_logprobs",
     "logit_bias",
+    "parallel_tool_calls",
 ]
 messages = st.lists(
     st.fixed_dictionaries(

@@ -15,7 +15,7 @@ from tests.conftest import TEST_THREADS
 
 STRICT_CHATML = (
     "{% for message in messages %}"
-    "{% if message['role'] == 'tool' %}{{ raise_exception('tool messages are not supported') }}"
+    "{% if message['role'] == 'system' %}{{ raise_exception('system messages are not supported') }}"
     "{% endif %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
@@ -41,10 +41,54 @@ async def test_a_jinja_template_file_is_used_and_its_errors_are_400(
         without = (await custom.post("/v1/chat/completions", json=request)).json()
         # the GGUF template adds a default system prompt; this one does not
         assert without["usage"]["prompt_tokens"] < with_system["usage"]["prompt_tokens"]
-        tool = [*HELLO, {"role": "tool", "content": "42", "tool_call_id": "c"}]
-        response = await custom.post("/v1/chat/completions", json={"messages": tool})
+        system = [{"role": "system", "content": "Be brief."}, *HELLO]
+        response = await custom.post("/v1/chat/completions", json={"messages": system})
         error = assert_error(response, 400, param="messages")
-        assert "tool messages are not supported" in error["message"]
+        assert "system messages are not supported" in error["message"]
+
+
+TOOLS_CHATML = (
+    "{% if tools %}{{ '<|im_start|>system\\nTools:' }}"
+    "{% for tool in tools %}{{ ' ' + tool.function.name }}{% endfor %}{{ '<|im_end|>\\n' }}"
+    "{% endif %}{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] }}"
+    "{% for call in message.tool_calls or [] %}"
+    "{% if call.function.arguments is string %}{{ raise_exception('arguments not parsed') }}"
+    "{% endif %}{{ call.function.name + ' ' + call.function.arguments.city }}{% endfor %}"
+    "{{ '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+async def test_a_template_that_knows_tools_renders_them_and_earlier_calls_itself(
+    model_path: Path, tmp_path: Path
+) -> None:
+    template = tmp_path / "tools.jinja"
+    template.write_text(TOOLS_CHATML)
+    app = create_app(settings_with(model_path, chat_template_file=str(template)))
+    weather = {"type": "function", "function": {"name": "get_weather"}}
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+    }
+    history = [
+        *HELLO,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    ]
+    async with started_client(app) as client:
+        plain = await client.post(
+            "/v1/chat/completions", json={"messages": history, "max_tokens": 1}
+        )
+        with_tools = await client.post(
+            "/v1/chat/completions",
+            json={"messages": history, "max_tokens": 1, "tools": [weather]},
+        )
+        assert plain.status_code == with_tools.status_code == 200, with_tools.text
+        # the template's own "Tools: get_weather" line, not our system-prompt text
+        extra = with_tools.json()["usage"]["prompt_tokens"] - plain.json()["usage"]["prompt_tokens"]
+        assert 0 < extra < 20
 
 
 async def test_a_built_in_chat_format_can_be_named(model_path: Path) -> None:

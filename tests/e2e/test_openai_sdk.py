@@ -213,7 +213,7 @@ def test_message_shapes_the_sdk_sends(client: openai.OpenAI) -> None:
     [
         ({"temperature": 3}, "temperature"),
         ({"top_p": 1.5}, "top_p"),
-        ({"n": 2}, "n"),
+        ({"n": 9}, "n"),
         ({"messages": []}, "messages"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"presence_penalty": -3}, "presence_penalty"),

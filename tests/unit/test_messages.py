@@ -12,9 +12,9 @@ from conversion.messages import to_template_messages
 from conversion.wire import ChatCompletionRequest
 
 
-def render(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def render(messages: list[dict[str, Any]], *, native_tools: bool = True) -> list[dict[str, Any]]:
     req = msgspec.convert({"messages": messages}, ChatCompletionRequest)
-    return to_template_messages(req.messages)
+    return to_template_messages(req.messages, native_tools=native_tools)
 
 
 def test_roles_and_string_content() -> None:
@@ -46,9 +46,28 @@ def test_text_parts_are_joined_on_separate_lines() -> None:
 
 
 def test_null_assistant_content_becomes_empty_and_tool_calls_are_kept() -> None:
-    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}
     out = render([{"role": "assistant", "content": None, "tool_calls": [call]}])
-    assert out == [{"role": "assistant", "content": "", "tool_calls": [call]}]
+    # Hugging Face templates expect the arguments as an object, OpenAI sends a string
+    parsed = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"x": 1}}}
+    assert out == [{"role": "assistant", "content": "", "tool_calls": [parsed]}]
+
+
+def test_without_template_tool_support_calls_and_results_are_written_as_text() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}
+    out = render(
+        [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "42"},
+        ],
+        native_tools=False,
+    )
+    assert out[1] == {
+        "role": "assistant",
+        "content": '<tool_call>{"name": "f", "arguments": {"x": 1}}</tool_call>',
+    }
+    assert out[2] == {"role": "user", "content": "<tool_response>\n42\n</tool_response>"}
 
 
 @pytest.mark.parametrize(

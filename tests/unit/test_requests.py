@@ -9,7 +9,7 @@ import pytest
 
 from config.settings import SamplingDefaults
 from conversion.errors import ContextLengthExceededError, InvalidRequestError
-from conversion.requests import check_context_length, to_generation_params
+from conversion.requests import check_context_length, per_choice, to_generation_params
 from conversion.wire import ChatCompletionRequest
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -73,10 +73,7 @@ def test_penalties_are_accepted_and_do_not_reach_generation() -> None:
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"n": 2}, "n"),
-        ({"n": 0}, "n"),
         ({"stream_options": {"include_usage": True}}, "stream_options"),
-        ({"logprobs": True}, "logprobs"),
         ({"top_logprobs": 2}, "top_logprobs"),
         ({"logit_bias": {"50256": -101}}, "logit_bias"),
         ({"logit_bias": {"token": 5}}, "logit_bias"),
@@ -87,8 +84,6 @@ def test_penalties_are_accepted_and_do_not_reach_generation() -> None:
             {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": 3}}},
             "response_format.json_schema.schema",
         ),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-        ({"tool_choice": "required"}, "tool_choice"),
         ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
         ({"function_call": {"name": "f"}}, "function_call"),
         ({"modalities": ["text", "audio"]}, "modalities"),
@@ -108,6 +103,7 @@ def test_unsupported_fields_are_rejected_naming_the_param(
     "fields",
     [
         {"n": 1},
+        {"n": 3},
         {"user": "u-1", "model": "gpt-4"},
         {"response_format": {"type": "text"}},
         {"tools": [{"type": "function"}], "tool_choice": "none"},
@@ -141,3 +137,17 @@ def test_context_check_names_the_numbers() -> None:
 def test_context_check_without_max_tokens() -> None:
     with pytest.raises(ContextLengthExceededError, match="resulted in 100 tokens"):
         check_context_length(prompt_tokens=100, max_tokens=None, context_length=100)
+
+
+def test_logprobs_ask_for_that_many_alternatives() -> None:
+    assert to_generation_params(request(), SamplingDefaults()).logprobs is None
+    assert to_generation_params(request(logprobs=True), SamplingDefaults()).logprobs == 0
+    asked = to_generation_params(request(logprobs=True, top_logprobs=5), SamplingDefaults())
+    assert asked.logprobs == 5
+
+
+def test_each_choice_gets_its_own_seed_and_the_first_is_what_n1_gets() -> None:
+    params = to_generation_params(request(seed=7), SamplingDefaults())
+    assert [p.sampling.seed for p in per_choice(params, 3)] == [7, 8, 9]
+    unseeded = to_generation_params(request(), SamplingDefaults())
+    assert [p.sampling.seed for p in per_choice(unseeded, 2)] == [None, None]

@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from conversion.responses import (
+    ChoiceReply,
     ChunkFactory,
     reported_cached_tokens,
     to_chat_completion,
@@ -36,7 +37,7 @@ def test_cached_tokens_are_counted_as_openai_does(prompt: int, reused: int, repo
 
 def test_chat_completion_shape() -> None:
     body = encoded(
-        to_chat_completion(model="m", text="hi", finish_reason="stop", usage=to_usage(3, 1))
+        to_chat_completion(model="m", choices=[ChoiceReply("hi", "stop")], usage=to_usage(3, 1))
     )
     assert body["id"].startswith("chatcmpl-")
     assert body["object"] == "chat.completion"
@@ -45,7 +46,7 @@ def test_chat_completion_shape() -> None:
     assert body["choices"] == [
         {
             "index": 0,
-            "message": {"role": "assistant", "content": "hi"},
+            "message": {"role": "assistant", "content": "hi", "refusal": None},
             "logprobs": None,
             "finish_reason": "stop",
         }

@@ -1,0 +1,47 @@
+"""`POST /v1/embeddings`: HTTP only; the vectors come from `Engine.embed`."""
+
+from __future__ import annotations
+
+import anyio
+from litestar import post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+from litestar.status_codes import HTTP_200_OK
+
+from app.engine.base import Engine
+from app.errors import error_responses
+from conversion.embeddings import (
+    EmbeddingInput,
+    EmbeddingList,
+    EmbeddingRequest,
+    check_dimensions,
+    check_request_tokens,
+    embedding_list,
+    split_input,
+)
+
+__all__ = ("create_embeddings",)
+
+
+def _tokens(engine: Engine, items: list[EmbeddingInput]) -> list[list[int]]:
+    """Texts are tokenized as a prompt is (begin-of-text token included); token arrays
+    are taken as they are."""
+    return [
+        engine.tokenize_text(item, add_special=True) if isinstance(item, str) else item
+        for item in items
+    ]
+
+
+@post("/embeddings", status_code=HTTP_200_OK, responses=error_responses(400, 401, 413, 500, 503))
+async def create_embeddings(
+    data: JSONBody[EmbeddingRequest], engine: NamedDependency[Engine]
+) -> EmbeddingList:
+    """Embed `input` (OpenAI-compatible) with the served model, mean-pooled and
+    normalized to unit length."""
+    items = split_input(data.input)
+    tokens = await anyio.to_thread.run_sync(_tokens, engine, items)
+    prompt_tokens = sum(len(item) for item in tokens)
+    check_request_tokens(prompt_tokens)
+    vectors = await anyio.to_thread.run_sync(engine.embed, tokens)
+    check_dimensions(data.dimensions, len(vectors[0]))
+    return embedding_list(vectors, prompt_tokens, engine.model_id, data.encoding_format)

@@ -1,0 +1,195 @@
+"""Chat completions: validate, render and tokenize, queue, then answer as JSON or SSE.
+
+Everything that can fail because of the request (bad fields, template errors, context
+length, a full queue) fails *before* the response starts, so it gets a real 4xx/503
+status. Once a stream has started, failures go in-band (`app.sse.error_event`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import msgspec
+from litestar import Request
+
+from app.access_log import request_stats
+from app.disconnect import unless_disconnected
+from app.engine.base import Engine, TextDelta
+from app.engine.grammar import grammar_for
+from app.metrics import Metrics
+from app.serving.fanout import ChoiceResult, IndexedEvent, collect, submit_all
+from app.serving.stream import sse_body
+from config.settings import Settings
+from conversion.errors import InvalidRequestError
+from conversion.limits import apply_limits, check_limits
+from conversion.logprobs import TokenLogprob
+from conversion.messages import to_template_messages
+from conversion.requests import (
+    GenerationParams,
+    check_context_length,
+    per_choice,
+    to_generation_params,
+)
+from conversion.responses import (
+    ChoiceReply,
+    ChunkFactory,
+    combined_usage,
+    to_chat_completion,
+)
+from conversion.tools import ReplyShaper, ToolPlan, call_schema, plan_tools, tool_instructions
+from conversion.wire import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+
+__all__ = ("create_chat_completion",)
+
+prompt_log = logging.getLogger("llm_service.prompts")
+_MESSAGES = msgspec.json.Encoder()
+
+
+def _with_tools(params: GenerationParams, plan: ToolPlan | None) -> GenerationParams:
+    if plan is None or plan.mode != "required":
+        return params
+    if params.json_schema is not None:
+        raise InvalidRequestError(
+            "response_format cannot be combined with a required tool call.",
+            param="response_format",
+        )
+    return dataclasses.replace(params, json_schema=call_schema(plan), schema_param="tools")
+
+
+def _messages(body: ChatCompletionRequest, plan: ToolPlan | None, native: bool) -> list[Any]:
+    """Template messages; without template tool support the tools are described in
+    the system message."""
+    messages = to_template_messages(body.messages, native_tools=native)
+    if plan is not None and not native:
+        instructions = tool_instructions(plan)
+        if messages and messages[0]["role"] == "system":
+            messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{instructions}"}
+        else:
+            messages.insert(0, {"role": "system", "content": instructions})
+    return messages
+
+
+def _reply(result: ChoiceResult, plan: ToolPlan | None, logprobs: bool) -> ChoiceReply:
+    assert result.finished is not None
+    shaper = ReplyShaper(plan)
+    content = shaper.feed(result.text)
+    rest, calls = shaper.finish()
+    content += rest
+    if calls and result.finished.finish_reason == "stop":
+        return ChoiceReply(None, "tool_calls", calls, result.logprobs if logprobs else None)
+    return ChoiceReply(
+        content, result.finished.finish_reason, (), result.logprobs if logprobs else None
+    )
+
+
+async def _chunks(
+    chunks: ChunkFactory,
+    events: AsyncIterator[IndexedEvent],
+    count: int,
+    plan: ToolPlan | None,
+    logprobs: bool,
+) -> AsyncIterator[ChatCompletionChunk]:
+    shapers = [ReplyShaper(plan) for _ in range(count)]
+    held: list[list[TokenLogprob]] = [[] for _ in range(count)]
+    finished = []
+    for index in range(count):
+        yield chunks.role(index)
+    async for index, item in events:
+        if isinstance(item, TextDelta):
+            held[index].extend(item.logprobs)
+            if text := shapers[index].feed(item.text):
+                yield chunks.content(text, index, held[index] if logprobs else None)
+                held[index] = []
+            continue
+        rest, calls = shapers[index].finish()
+        if calls and item.finish_reason == "stop":
+            for chunk in chunks.tool_calls(calls, index):
+                yield chunk
+            yield chunks.finish("tool_calls", index)
+        else:
+            if rest or (logprobs and held[index]):
+                yield chunks.content(rest, index, held[index] if logprobs else None)
+            yield chunks.finish(item.finish_reason, index)
+        finished.append((0, item.prompt_tokens, item.completion_tokens, item.cached_tokens))
+    if chunks.include_usage:
+        yield chunks.usage(combined_usage(finished))
+
+
+async def create_chat_completion(
+    request: Request[Any, Any, Any],
+    body: ChatCompletionRequest,
+    engine: Engine,
+    settings: Settings,
+    metrics: Metrics | None = None,
+) -> ChatCompletion | AsyncIterator[bytes]:
+    """Serve one request; returns the JSON body, or the SSE byte stream when streaming."""
+    check_limits(body, settings.limits)
+    params = apply_limits(to_generation_params(body, settings.sampling), settings.limits)
+    plan = plan_tools(body.tools, body.tool_choice)
+    params = _with_tools(params, plan)
+    if params.json_schema is not None:
+        params = dataclasses.replace(
+            params, grammar=grammar_for(params.json_schema, params.schema_param)
+        )
+    messages = _messages(body, plan, engine.renders_tools)
+    tools = (
+        [{"type": "function", "function": dataclasses.asdict(f)} for f in plan.functions]
+        if plan and engine.renders_tools
+        else None
+    )
+    prompt = await anyio.to_thread.run_sync(engine.tokenize_chat, messages, tools)
+    if not prompt.tokens:
+        raise InvalidRequestError(
+            "The chat template renders these messages as an empty prompt.", param="messages"
+        )
+    check_context_length(len(prompt.tokens), params.max_tokens, engine.context_length)
+    if prompt.stop:
+        params = dataclasses.replace(params, stop=params.stop + prompt.stop)
+    count = body.n or 1
+    fanout = submit_all(engine, [(prompt.tokens, p) for p in per_choice(params, count)])
+    stats = request_stats(request.scope)
+    if settings.server.log_prompts:
+        prompt_log.info(
+            "request_id=%s messages=%s",
+            stats.request_id if stats else "-",
+            _MESSAGES.encode(body.messages).decode(),
+        )
+    events = fanout.events(stats, metrics)
+    logprobs = params.logprobs is not None
+    try:
+        if not body.stream:
+            results = await unless_disconnected(request, collect(events, count))
+            return to_chat_completion(
+                model=engine.model_id,
+                choices=[_reply(r, plan, logprobs) for r in results],
+                usage=combined_usage(
+                    [
+                        (0, f.prompt_tokens, f.completion_tokens, f.cached_tokens)
+                        for f in (r.finished for r in results)
+                        if f is not None
+                    ]
+                ),
+            )
+        # Wait for the first event before answering, so that a failure to start is
+        # still a proper HTTP error rather than an in-band one.
+        first = await unless_disconnected(request, anext(events))
+    except BaseException:
+        fanout.cancel()
+        raise
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    frames = _chunks(
+        ChunkFactory(engine.model_id, include_usage), _prepend(first, events), count, plan, logprobs
+    )
+    return sse_body(frames, fanout)
+
+
+async def _prepend(
+    first: IndexedEvent, rest: AsyncIterator[IndexedEvent]
+) -> AsyncIterator[IndexedEvent]:
+    yield first
+    async for item in rest:
+        yield item

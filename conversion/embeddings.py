@@ -1,0 +1,164 @@
+"""Wire shapes and pure helpers of `POST /v1/embeddings`.
+
+OpenAI's `input` is a string, a list of strings, one token array, or a list of token
+arrays. msgspec cannot tell `list[str]` from `list[int]` in a union, so the schema
+takes a list of strings-or-ints-or-token-arrays and `split_input` checks that a list
+is all of one kind. Token arrays are used as sent (no begin-of-text token is added),
+as OpenAI does; strings are tokenized like a prompt.
+
+Errors name `input` when the request has one input and `input[i]` when it has
+several (`input_param`), also for what only the engine can check (token ids beyond
+the vocabulary, inputs longer than the context), so a client sees which one to fix.
+
+`base64` is what the openai SDK asks for when its caller sets no format: the
+little-endian float32 bytes of the vector, which the SDK decodes back to floats.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+from array import array
+from typing import Annotated, Literal
+
+from msgspec import Meta
+
+from conversion.errors import InvalidRequestError
+from conversion.wire import WireRequest, WireResponse
+
+__all__ = (
+    "MAX_INPUTS",
+    "MAX_REQUEST_TOKENS",
+    "Embedding",
+    "EmbeddingInput",
+    "EmbeddingList",
+    "EmbeddingRequest",
+    "EmbeddingUsage",
+    "check_dimensions",
+    "check_request_tokens",
+    "embedding_list",
+    "encode_embedding",
+    "input_param",
+    "split_input",
+)
+
+MAX_INPUTS = 2048
+"""OpenAI's bound on the inputs of one request."""
+MAX_REQUEST_TOKENS = 300_000
+"""OpenAI's bound on the tokens of all inputs of one request: it also bounds how long
+one request holds the embedder (minutes on a laptop CPU at this size)."""
+
+EmbeddingInput = str | list[int]
+"""One input: text to tokenize, or token ids to embed as they are."""
+
+
+class EmbeddingRequest(WireRequest, kw_only=True):
+    input: str | list[str | int | list[int]]
+    model: str | None = None
+    """Accepted and ignored: the server embeds with the one model it serves."""
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: Annotated[int, Meta(ge=1)] | None = None
+    """Only the model's own embedding size is accepted (see `check_dimensions`)."""
+    user: str | None = None
+
+
+class Embedding(WireResponse, kw_only=True):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(WireResponse, kw_only=True):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(WireResponse, kw_only=True):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+
+
+def input_param(index: int, count: int) -> str:
+    """The `param` an error about input `index` of `count` inputs names."""
+    return "input" if count == 1 else f"input[{index}]"
+
+
+def split_input(value: str | list[str | int | list[int]]) -> list[EmbeddingInput]:
+    """The request's inputs, one per vector to return; 400 for empty or mixed ones."""
+    if isinstance(value, str):
+        items: list[EmbeddingInput] = [value]
+    elif not value:
+        raise InvalidRequestError("`input` must not be an empty list.", param="input")
+    elif all(isinstance(item, int) for item in value):
+        items = [[item for item in value if isinstance(item, int)]]  # one token array
+    elif all(isinstance(item, str) for item in value):
+        items = [item for item in value if isinstance(item, str)]
+    elif all(isinstance(item, list) for item in value):
+        items = [item for item in value if isinstance(item, list)]
+    else:
+        raise InvalidRequestError(
+            "`input` must be a string, a list of strings, a list of token ids, or a "
+            "list of lists of token ids, not a mix of them.",
+            param="input",
+        )
+    if len(items) > MAX_INPUTS:
+        raise InvalidRequestError(
+            f"`input` has {len(items)} items; at most {MAX_INPUTS} are allowed.", param="input"
+        )
+    for index, item in enumerate(items):
+        param = input_param(index, len(items))
+        if not item:
+            raise InvalidRequestError("An input must not be empty.", param=param)
+        if isinstance(item, list) and (bad := next((t for t in item if t < 0), None)) is not None:
+            raise InvalidRequestError(f"Token id {bad} is negative.", param=param)
+    return items
+
+
+def check_request_tokens(count: int) -> None:
+    if count > MAX_REQUEST_TOKENS:
+        raise InvalidRequestError(
+            f"The inputs have {count} tokens in all; at most {MAX_REQUEST_TOKENS} are "
+            "allowed per request.",
+            param="input",
+        )
+
+
+def check_dimensions(dimensions: int | None, size: int) -> None:
+    """`dimensions` may only restate the model's size: shortening the vectors of a model
+    not trained for it (as OpenAI's text-embedding-3 models are) would make them
+    meaningless, so a different value is refused rather than quietly ignored."""
+    if dimensions is not None and dimensions != size:
+        raise InvalidRequestError(
+            f"This model's embeddings have {size} dimensions and cannot be shortened; "
+            f"leave `dimensions` out or set it to {size}.",
+            param="dimensions",
+        )
+
+
+def encode_embedding(
+    vector: list[float], encoding_format: Literal["float", "base64"] | None
+) -> list[float] | str:
+    """The vector as JSON floats, or as base64 of its little-endian float32 bytes."""
+    if encoding_format != "base64":
+        return vector
+    packed = array("f", vector)
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return base64.b64encode(packed.tobytes()).decode("ascii")
+
+
+def embedding_list(
+    vectors: list[list[float]],
+    prompt_tokens: int,
+    model: str,
+    encoding_format: Literal["float", "base64"] | None,
+) -> EmbeddingList:
+    """The response body: vectors in input order, and the tokens they took."""
+    data = [
+        Embedding(index=index, embedding=encode_embedding(vector, encoding_format))
+        for index, vector in enumerate(vectors)
+    ]
+    usage = EmbeddingUsage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens)
+    return EmbeddingList(data=data, model=model, usage=usage)
