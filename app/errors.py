@@ -54,7 +54,7 @@ def error_responses(*codes: int) -> dict[int, ResponseSpec]:
     }
 
 
-V1_PATHS = ("/chat/completions", "/models")
+V1_PATHS = ("/chat/completions", "/completions", "/embeddings", "/models")
 """Paths served under /v1; a request for one of them without /v1 gets a hint."""
 
 

@@ -26,12 +26,15 @@ __all__ = (
     "CompletionLogprobs",
     "CompletionRequest",
     "LEGACY_MAX_TOKENS",
+    "Prompt",
 )
 
 LEGACY_MAX_TOKENS = 16
 """OpenAI's `max_tokens` default for `/v1/completions` (chat has none)."""
 
-Prompt = str | list[str] | list[int] | list[list[int]]
+Prompt = str | list[str | int | list[int]]
+"""A string, strings, a token array, or token arrays (msgspec takes one list type in a
+union, so the list is checked to be one of the three in `legacy_prompts`)."""
 
 
 class CompletionRequest(WireRequest, kw_only=True):

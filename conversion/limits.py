@@ -14,7 +14,13 @@ from conversion.errors import InvalidRequestError
 from conversion.requests import GenerationParams
 from conversion.wire import ChatCompletionRequest
 
-__all__ = ("apply_limits", "check_choices", "check_limits")
+__all__ = (
+    "apply_limits",
+    "check_choices",
+    "check_limits",
+    "check_max_tokens",
+    "check_stop_lengths",
+)
 
 
 def apply_limits(params: GenerationParams, limits: LimitSettings) -> GenerationParams:
@@ -44,20 +50,26 @@ def check_limits(req: ChatCompletionRequest, limits: LimitSettings) -> None:
             f"{limits.max_messages} per request.",
             param="messages",
         )
-    for field in ("max_completion_tokens", "max_tokens"):
-        value = getattr(req, field)
-        if limits.max_tokens is not None and value is not None and value > limits.max_tokens:
+    check_max_tokens("max_completion_tokens", req.max_completion_tokens, limits)
+    check_max_tokens("max_tokens", req.max_tokens, limits)
+    check_stop_lengths(req.stop, limits)
+
+
+def check_max_tokens(field: str, value: int | None, limits: LimitSettings) -> None:
+    if limits.max_tokens is not None and value is not None and value > limits.max_tokens:
+        raise InvalidRequestError(
+            f"{field} is too large: {value}. This server generates at most "
+            f"{limits.max_tokens} completion tokens per request.",
+            param=field,
+        )
+
+
+def check_stop_lengths(stop: str | list[str] | None, limits: LimitSettings) -> None:
+    stops = [stop] if isinstance(stop, str) else list(stop or ())
+    for index, text in enumerate(stops):
+        if len(text) > limits.max_stop_length:
             raise InvalidRequestError(
-                f"{field} is too large: {value}. This server generates at most "
-                f"{limits.max_tokens} completion tokens per request.",
-                param=field,
-            )
-    stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or ())
-    for index, stop in enumerate(stops):
-        if len(stop) > limits.max_stop_length:
-            where = "stop" if isinstance(req.stop, str) else f"stop[{index}]"
-            raise InvalidRequestError(
-                f"A stop string is too long: {len(stop)} characters; at most "
+                f"A stop string is too long: {len(text)} characters; at most "
                 f"{limits.max_stop_length} are accepted.",
-                param=where,
+                param="stop" if isinstance(stop, str) else f"stop[{index}]",
             )

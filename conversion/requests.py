@@ -195,7 +195,9 @@ def stop_strings(stop: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(s for s in listed if s)
 
 
-def check_context_length(prompt_tokens: int, max_tokens: int | None, context_length: int) -> None:
+def check_context_length(
+    prompt_tokens: int, max_tokens: int | None, context_length: int, param: str = "messages"
+) -> None:
     """Refuse a prompt that leaves no room to generate, before any stream starts.
 
     A prompt that fits but leaves less room than `max_tokens` is served: generation
@@ -204,14 +206,14 @@ def check_context_length(prompt_tokens: int, max_tokens: int | None, context_len
     if prompt_tokens < context_length:
         return
     if max_tokens is None:
-        detail = f"However, your messages resulted in {prompt_tokens} tokens"
+        detail = f"However, your {param} resulted in {prompt_tokens} tokens"
     else:
         detail = (
             f"However, you requested {prompt_tokens + max_tokens} tokens "
-            f"({prompt_tokens} in the messages, {max_tokens} in the completion)"
+            f"({prompt_tokens} in the {param}, {max_tokens} in the completion)"
         )
     raise ContextLengthExceededError(
         f"This model's maximum context length is {context_length} tokens. {detail}. "
-        "Please reduce the length of the messages or completion.",
-        param="messages",
+        f"Please reduce the length of the {param} or completion.",
+        param=param,
     )

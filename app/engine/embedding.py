@@ -61,7 +61,7 @@ class Embedder:
         self._ctx: llama_cpp.llama_context_p | None = None
         self._batch: Any = None
         """A `llama_batch`; `Any` because llama-cpp-python types its cells as ctypes
-        values where ctypes takes (and batching.py passes) plain ints."""
+        values where ctypes takes (and worker.py passes) plain ints."""
 
     def embed(self, inputs: list[list[int]]) -> list[list[float]]:
         """One unit vector per token list. Blocking; serialized by the lock."""

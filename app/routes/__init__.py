@@ -1,6 +1,7 @@
 """Thin HTTP handlers. `V1_ROUTES` are mounted under /v1."""
 
 from app.routes.chat import chat_completions
+from app.routes.completions import completions
 from app.routes.embeddings import create_embeddings
 from app.routes.health import health
 from app.routes.metrics import metrics
@@ -9,6 +10,6 @@ from app.routes.tokens import detokenize, tokenize
 
 __all__ = ("TOKEN_ROUTES", "V1_ROUTES", "health", "metrics")
 
-V1_ROUTES = (chat_completions, create_embeddings, list_models, get_model)
+V1_ROUTES = (chat_completions, completions, create_embeddings, list_models, get_model)
 TOKEN_ROUTES = (tokenize, detokenize)
 """Outside /v1, but behind the API keys like it."""

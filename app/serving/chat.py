@@ -17,12 +17,11 @@ import msgspec
 from litestar import Request
 
 from app.access_log import request_stats
-from app.disconnect import unless_disconnected
 from app.engine.base import Engine, TextDelta
 from app.engine.grammar import grammar_for
 from app.metrics import Metrics
-from app.serving.fanout import ChoiceResult, IndexedEvent, collect, submit_all
-from app.serving.stream import sse_body
+from app.serving.fanout import ChoiceResult, IndexedEvent, submit_all
+from app.serving.stream import collect_all, first_then_rest, sse_body
 from config.settings import Settings
 from conversion.errors import InvalidRequestError
 from conversion.limits import apply_limits, check_limits
@@ -158,38 +157,18 @@ async def create_chat_completion(
             stats.request_id if stats else "-",
             _MESSAGES.encode(body.messages).decode(),
         )
-    events = fanout.events(stats, metrics)
     logprobs = params.logprobs is not None
-    try:
-        if not body.stream:
-            results = await unless_disconnected(request, collect(events, count))
-            return to_chat_completion(
-                model=engine.model_id,
-                choices=[_reply(r, plan, logprobs) for r in results],
-                usage=combined_usage(
-                    [
-                        (0, f.prompt_tokens, f.completion_tokens, f.cached_tokens)
-                        for f in (r.finished for r in results)
-                        if f is not None
-                    ]
-                ),
-            )
-        # Wait for the first event before answering, so that a failure to start is
-        # still a proper HTTP error rather than an in-band one.
-        first = await unless_disconnected(request, anext(events))
-    except BaseException:
-        fanout.cancel()
-        raise
+    if not body.stream:
+        results = await collect_all(request, fanout, stats, metrics)
+        finished = [r.finished for r in results if r.finished is not None]
+        return to_chat_completion(
+            model=engine.model_id,
+            choices=[_reply(r, plan, logprobs) for r in results],
+            usage=combined_usage(
+                [(0, f.prompt_tokens, f.completion_tokens, f.cached_tokens) for f in finished]
+            ),
+        )
+    events = await first_then_rest(request, fanout, stats, metrics)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    frames = _chunks(
-        ChunkFactory(engine.model_id, include_usage), _prepend(first, events), count, plan, logprobs
-    )
-    return sse_body(frames, fanout)
-
-
-async def _prepend(
-    first: IndexedEvent, rest: AsyncIterator[IndexedEvent]
-) -> AsyncIterator[IndexedEvent]:
-    yield first
-    async for item in rest:
-        yield item
+    chunks = ChunkFactory(engine.model_id, include_usage)
+    return sse_body(_chunks(chunks, events, count, plan, logprobs), fanout)

@@ -1,0 +1,241 @@
+"""The decode loop the engine's worker thread runs: the loop llama-server runs.
+
+Each step it admits waiting requests into free slots (the slot whose cache shares the
+longest prefix with the prompt, so a chat's next turn only evaluates what is new), puts
+one token of every generating slot into a batch, fills the rest with prompt tokens of
+slots still reading their prompt, makes one `llama_decode` call, and samples each
+slot's next token with that request's own native sampler chain.
+
+While others stream, a prompt is read in pieces sized from measured costs so that a
+step with prompt tokens takes about `budget.PROMPT_STEP_COST` plain decode steps: a
+1,000-token prompt then slows the running streams down instead of freezing them for
+seconds. Alone, a prompt is read `n_batch` tokens at a time.
+
+Tokens reach the event loop via `Job.put` (`call_soon_threadsafe`). A cancelled
+request (client gone) or one past its deadline leaves its slot at the next step.
+
+Everything here runs on the worker thread only, so the slots, the batch, the prompt
+budget and the clock need no lock; the event loop only reads `active()`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import Literal
+
+import llama_cpp
+
+from app.engine.base import Finished, TextDelta
+from app.engine.budget import PromptBudget
+from app.engine.jobs import JobQueue, JobRecord
+from app.engine.logprobs import token_logprob
+from app.engine.model import LoadedModel
+from app.engine.sampling import new_sampler
+from app.engine.slots import Slot, pick_slot
+from conversion.errors import InternalError
+from conversion.text import TextAssembler
+
+__all__ = ("DecodeLoop",)
+
+logger = logging.getLogger("llm_service.engine")
+
+
+class DecodeLoop:
+    """Slots, batch and prompt budget over a loaded model; `run()`, then `close()`.
+
+    Made once the model has loaded, so it never sees a half-built model; the engine
+    keeps the model's lifetime and frees it after `close()`.
+    """
+
+    def __init__(self, model: LoadedModel, queue: JobQueue, n_batch: int) -> None:
+        """`n_batch` is the configured one, which caps the prompt budget (the model's
+        own `n_batch` may be raised to hold a token of every slot)."""
+        self._model = model
+        self._queue = queue
+        self._slots = [Slot(seq) for seq in range(model.slots)]
+        self._clock = itertools.count(1)
+        self._budget = PromptBudget(n_batch)
+        self._batch = llama_cpp.llama_batch_init(model.n_batch, 0, 1)
+
+    def active(self) -> int:
+        """Slots holding a job (read from the event loop: a snapshot is enough)."""
+        return sum(slot.job is not None for slot in self._slots)
+
+    def run(self) -> None:
+        """Step while any slot runs, sleep while none does; return once the queue is
+        closed and every slot is free."""
+        while True:
+            self._admit()
+            if any(slot.job is not None for slot in self._slots):
+                self._step()
+            elif not self._queue.wait():
+                return
+
+    def close(self) -> None:
+        """Record the jobs still in slots as cancelled and free the batch. Call it after
+        `JobQueue.close()`, which has already told their clients."""
+        for slot in self._slots:
+            if slot.job is not None:
+                self._end(slot, "cancelled")
+        llama_cpp.llama_batch_free(self._batch)
+
+    def _admit(self) -> None:
+        model = self._model
+        for expired in self._queue.take_expired(time.monotonic()):  # out of time waiting
+            expired.put(Finished("length", len(expired.prompt), 0))
+        free = [slot for slot in self._slots if slot.job is None]
+        while free and (job := self._queue.take_nowait()) is not None:
+            try:
+                sampler = new_sampler(
+                    job.params.sampling, model.n_vocab, model.vocab, job.params.grammar
+                )
+            except ValueError:  # never leave a request without an answer, nor the loop
+                logger.exception("Could not build the sampler for a request")
+                self._queue.finish(job, JobRecord("failed", len(job.prompt), 0, 0, 0, None))
+                job.put(InternalError("Generation failed."))
+                continue
+            place = pick_slot(free, job.prompt)
+            slot, keep = place.slot, place.keep
+            free.remove(slot)
+            if place.copy_from is not None:
+                model.copy(place.copy_from.seq, slot.seq)
+                slot.cached = place.copy_from.cached[:keep]
+            model.forget(slot.seq, keep)
+            del slot.cached[keep:]
+            slot.job, slot.reused, slot.last_used = job, keep, next(self._clock)
+            slot.sampler = sampler
+            slot.assembler = TextAssembler(job.params.stop)
+            slot.limit = model.n_ctx_seq - len(job.prompt)
+            if job.params.max_tokens is not None:
+                slot.limit = min(slot.limit, job.params.max_tokens)
+
+    def _add(self, token: int, pos: int, seq: int, logits: bool) -> int:
+        batch, i = self._batch, int(self._batch.n_tokens)
+        batch.token[i], batch.pos[i], batch.logits[i] = token, pos, logits
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = seq
+        batch.n_tokens = i + 1
+        return i
+
+    def _step(self) -> None:
+        """One decode call for every running slot (see the module docstring)."""
+        model = self._model
+        now = time.monotonic()
+        for slot in self._slots:
+            if slot.job is not None and slot.job.cancelled:
+                self._end(slot, "cancelled")
+            elif slot.job is not None and now > slot.job.deadline:
+                self._finish(slot, "length")  # out of time: what it has, as a cap would
+        running = [slot for slot in self._slots if slot.job is not None]
+        decoding = [slot for slot in running if slot.next_token is not None]
+        reading = sorted((s for s in running if s.prefilling), key=lambda s: s.last_used)
+        self._batch.n_tokens = 0
+        fed: list[tuple[Slot, list[int]]] = []
+        # With a KV stream per slot llama.cpp splits a batch into passes of equally many
+        # tokens per sequence over consecutive seq ids; slots are filled lowest id
+        # first, so the generating ones are mostly consecutive and share one pass.
+        for slot in decoding:
+            assert slot.next_token is not None
+            slot.logits_index = self._add(slot.next_token, len(slot.cached), slot.seq, True)
+            fed.append((slot, [slot.next_token]))
+        budget = model.n_batch - len(decoding)
+        if decoding:
+            budget = min(budget, self._budget.tokens)
+        for slot in reading:
+            if budget <= 0:
+                break
+            assert slot.job is not None
+            start = len(slot.cached)
+            chunk = slot.job.prompt[start : start + budget]
+            last = start + len(chunk) == len(slot.job.prompt)
+            for offset, token in enumerate(chunk):
+                index = self._add(token, start + offset, slot.seq, False)
+            if last:
+                self._batch.logits[index] = True
+            slot.logits_index = index if last else -1
+            fed.append((slot, chunk))
+            budget -= len(chunk)
+        if not fed:
+            return
+        started = time.perf_counter()
+        status = llama_cpp.llama_decode(model.ctx, self._batch)
+        if status != 0:
+            self._fail(fed, status)
+            return
+        self._budget.observe(
+            time.perf_counter() - started, len(decoding), self._batch.n_tokens - len(decoding)
+        )
+        for slot, tokens in fed:
+            slot.cached.extend(tokens)
+            if slot.logits_index >= 0:
+                token = int(
+                    llama_cpp.llama_sampler_sample(slot.sampler, model.ctx, slot.logits_index)
+                )
+                self._emit(slot, token)
+                slot.logits_index = -1
+
+    def _emit(self, slot: Slot, token: int) -> None:
+        """Turn one sampled token into text for the client, and end the job if due."""
+        model, job, assembler = self._model, slot.job, slot.assembler
+        assert job is not None
+        assert assembler is not None
+        if job.cancelled:
+            self._end(slot, "cancelled")
+            return
+        if model.is_end_of_generation(token):
+            self._finish(slot, "stop")
+            return
+        job.completion_tokens += 1
+        top = job.params.logprobs
+        if top is not None:
+            slot.pending.append(
+                token_logprob(model.ctx, slot.logits_index, token, model.n_vocab, top, model.piece)
+            )
+        if text := assembler.feed(model.piece(token)):
+            job.put(TextDelta(text, tuple(slot.pending)))
+            slot.pending.clear()
+        if assembler.stopped:
+            self._finish(slot, "stop")
+        elif job.completion_tokens >= slot.limit:
+            self._finish(slot, "length")
+        else:
+            slot.next_token = token
+
+    def _finish(self, slot: Slot, reason: Literal["stop", "length"]) -> None:
+        job, assembler = slot.job, slot.assembler
+        assert job is not None
+        assert assembler is not None
+        tail = assembler.finish()
+        if tail or (slot.pending and not assembler.stopped):
+            job.put(TextDelta(tail, tuple(slot.pending)))
+        finished = Finished(reason, len(job.prompt), job.completion_tokens, slot.reused)
+        self._end(slot, reason, finished)
+
+    def _end(self, slot: Slot, outcome: str, last: Finished | Exception | None = None) -> None:
+        """Free the slot and record the outcome, then send the job's last event (so a
+        client that saw the end also sees the record)."""
+        job = slot.job
+        assert job is not None
+        after_cancel = None
+        if outcome == "cancelled":
+            after_cancel = job.completion_tokens - (job.tokens_at_cancel or 0)
+        evaluated = max(0, min(len(slot.cached), len(job.prompt)) - slot.reused)
+        record = JobRecord(
+            outcome, len(job.prompt), slot.reused, evaluated, job.completion_tokens, after_cancel
+        )
+        slot.release()
+        self._queue.finish(job, record)
+        if last is not None:
+            job.put(last)
+
+    def _fail(self, fed: list[tuple[Slot, list[int]]], status: int) -> None:
+        """A decode call failed: end the jobs in it with a 500 and drop their caches
+        (what llama.cpp kept of the batch is unknown); the other slots go on."""
+        logger.error("llama_decode failed with status %d for %d slots", status, len(fed))
+        for slot, _ in fed:
+            if slot.job is not None:
+                self._model.forget(slot.seq)
+                slot.cached.clear()
+                self._end(slot, "failed", InternalError("Generation failed."))

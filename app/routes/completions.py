@@ -1,0 +1,40 @@
+"""`POST /v1/completions` (legacy text completions): HTTP only; logic in `app.serving`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+from litestar.response import Stream
+from litestar.status_codes import HTTP_200_OK
+
+from app.engine.base import Engine
+from app.errors import error_responses
+from app.metrics import Metrics
+from app.serving.completions import create_completion
+from app.sse import MEDIA_TYPE
+from config.settings import Settings
+from conversion.completion_wire import Completion, CompletionRequest
+
+__all__ = ("completions",)
+
+
+@post("/completions", status_code=HTTP_200_OK, responses=error_responses(400, 401, 413, 500, 503))
+async def completions(
+    request: Request[Any, Any, Any],
+    data: JSONBody[CompletionRequest],
+    engine: NamedDependency[Engine],
+    settings: NamedDependency[Settings],
+    metrics: NamedDependency[Metrics],
+) -> Response[Completion] | Stream:
+    """Create a text completion of a raw prompt (OpenAI's legacy API), SSE when `stream`."""
+    result = await create_completion(request, data, engine, settings, metrics)
+    if isinstance(result, Completion):
+        return Response(result, status_code=HTTP_200_OK)
+    return Stream(
+        result,
+        media_type=MEDIA_TYPE,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,138 @@
+"""Legacy completions: raw prompts (no chat template), one or more, n choices each.
+
+Shares the engine path, limits, usage and streaming guarantees with chat; only the
+prompts (text or token arrays) and the wire shapes differ (`conversion.completions`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from litestar import Request
+
+from app.access_log import request_stats
+from app.engine.base import Engine, TextDelta
+from app.metrics import Metrics
+from app.serving.fanout import IndexedEvent, submit_all
+from app.serving.stream import collect_all, first_then_rest, sse_body
+from config.settings import Settings
+from conversion.completion_wire import Completion, CompletionRequest
+from conversion.completions import (
+    CompletionChunks,
+    LegacyReply,
+    legacy_prompts,
+    to_completion,
+    to_legacy_params,
+)
+from conversion.errors import InvalidRequestError
+from conversion.limits import apply_limits, check_choices, check_max_tokens, check_stop_lengths
+from conversion.requests import check_context_length, per_choice
+from conversion.responses import combined_usage
+from conversion.wire import Usage
+
+__all__ = ("create_completion",)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Prompt:
+    tokens: list[int]
+    text: str
+    """For `echo`: the prompt as text (token arrays are detokenized)."""
+
+
+async def _read(engine: Engine, prompt: str | list[int], index: int, count: int) -> _Prompt:
+    where = "prompt" if count == 1 else f"prompt[{index}]"
+    if isinstance(prompt, str):
+        tokens = await anyio.to_thread.run_sync(
+            lambda: engine.tokenize_text(prompt, add_special=True)
+        )
+        text = prompt
+    else:
+        tokens = prompt
+        try:
+            text = await anyio.to_thread.run_sync(engine.detokenize, prompt)
+        except InvalidRequestError as exc:  # an id outside the vocabulary
+            raise InvalidRequestError(exc.message, param=where) from exc
+    if not tokens:
+        raise InvalidRequestError("The prompt is empty.", param=where)
+    check_context_length(len(tokens), None, engine.context_length, param=where)
+    return _Prompt(tokens, text)
+
+
+def _usage(prompts: list[_Prompt], parts: list[tuple[int, int, int, int]]) -> Usage:
+    return combined_usage(parts or [(i, len(p.tokens), 0, 0) for i, p in enumerate(prompts)])
+
+
+async def _chunks(
+    chunks: CompletionChunks,
+    events: AsyncIterator[IndexedEvent],
+    prompts: list[_Prompt],
+    n: int,
+    echo: bool,
+    logprobs: bool,
+) -> AsyncIterator[Completion]:
+    if echo:
+        for index in range(len(prompts) * n):
+            yield chunks.text(prompts[index // n].text, index)
+    parts = []
+    async for index, item in events:
+        if isinstance(item, TextDelta):
+            yield chunks.text(item.text, index, item.logprobs if logprobs else None)
+            continue
+        yield chunks.finish(item.finish_reason, index)
+        parts.append((index // n, item.prompt_tokens, item.completion_tokens, item.cached_tokens))
+    if chunks.include_usage:
+        yield chunks.usage(_usage(prompts, parts))
+
+
+async def create_completion(
+    request: Request[Any, Any, Any],
+    body: CompletionRequest,
+    engine: Engine,
+    settings: Settings,
+    metrics: Metrics | None = None,
+) -> Completion | AsyncIterator[bytes]:
+    """Serve one request; returns the JSON body, or the SSE byte stream when streaming."""
+    engine.check_ready()
+    raw = legacy_prompts(body.prompt)
+    n = body.n or 1
+    check_choices(len(raw) * n, settings.limits)
+    check_max_tokens("max_tokens", body.max_tokens, settings.limits)
+    check_stop_lengths(body.stop, settings.limits)
+    params = apply_limits(to_legacy_params(body, settings.sampling), settings.limits)
+    prompts = [await _read(engine, p, i, len(raw)) for i, p in enumerate(raw)]
+    echo, logprobs = bool(body.echo), params.logprobs is not None
+    if params.max_tokens == 0:  # e.g. echo only: nothing to generate
+        replies = [
+            LegacyReply(prompts[i // n].text if echo else "", "length", [] if logprobs else None)
+            for i in range(len(prompts) * n)
+        ]
+        return to_completion(model=engine.model_id, choices=replies, usage=_usage(prompts, []))
+    jobs = [(p.tokens, choice) for p in prompts for choice in per_choice(params, n)]
+    fanout = submit_all(engine, jobs)
+    stats = request_stats(request.scope)
+    if not body.stream:
+        results = await collect_all(request, fanout, stats, metrics)
+        replies = []
+        parts = []
+        for index, result in enumerate(results):
+            assert result.finished is not None
+            echoed = prompts[index // n].text if echo else ""
+            replies.append(
+                LegacyReply(
+                    echoed + result.text,
+                    result.finished.finish_reason,
+                    result.logprobs if logprobs else None,
+                    len(echoed),
+                )
+            )
+            f = result.finished
+            parts.append((index // n, f.prompt_tokens, f.completion_tokens, f.cached_tokens))
+        return to_completion(model=engine.model_id, choices=replies, usage=_usage(prompts, parts))
+    events = await first_then_rest(request, fanout, stats, metrics)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    chunks = CompletionChunks(engine.model_id, include_usage)
+    return sse_body(_chunks(chunks, events, prompts, n, echo, logprobs), fanout)

@@ -1,0 +1,155 @@
+"""Legacy completions: request -> prompts and generation params; output -> wire.
+
+A request has one or more prompts (a string, strings, a token array, token arrays) and
+`n` choices per prompt; choice `p * n + j` is prompt p's j-th, as OpenAI numbers them.
+Each prompt is read as raw text: no chat template.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from msgspec import UNSET
+
+from config.settings import SamplingDefaults
+from conversion.completion_wire import (
+    LEGACY_MAX_TOKENS,
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
+    Prompt,
+)
+from conversion.errors import InvalidRequestError
+from conversion.logprobs import TokenLogprob, to_completion_logprobs
+from conversion.requests import GenerationParams, sampling_params, stop_strings
+from conversion.wire import Usage
+
+__all__ = (
+    "CompletionChunks",
+    "LegacyReply",
+    "legacy_prompts",
+    "to_completion",
+    "to_legacy_params",
+)
+
+
+def legacy_prompts(prompt: Prompt) -> list[str | list[int]]:
+    """The request's prompts: each a text, or a token array."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if not prompt:
+        raise InvalidRequestError("prompt must not be an empty list.", param="prompt")
+    if all(isinstance(item, int) for item in prompt):
+        return [[item for item in prompt if isinstance(item, int)]]
+    if all(isinstance(item, str) for item in prompt) or all(
+        isinstance(item, list) for item in prompt
+    ):
+        return [item for item in prompt if not isinstance(item, int)]
+    raise InvalidRequestError(
+        "prompt must be a string, a list of strings, a list of token ids, or a list of "
+        "token-id lists, not a mix.",
+        param="prompt",
+    )
+
+
+def to_legacy_params(req: CompletionRequest, defaults: SamplingDefaults) -> GenerationParams:
+    """OpenAI's legacy semantics: `max_tokens` 16 when absent, `logprobs` a count."""
+    if req.suffix:
+        raise InvalidRequestError(
+            "suffix (fill-in-the-middle) is not supported by this server.", param="suffix"
+        )
+    if req.best_of is not None and req.best_of != (req.n or 1):
+        raise InvalidRequestError(
+            "best_of must equal n: this server does not rank extra candidates.",
+            param="best_of",
+        )
+    if req.echo and req.logprobs is not None:
+        raise InvalidRequestError(
+            "logprobs with echo would need the prompt's log-probabilities, which this "
+            "server does not compute.",
+            param="logprobs",
+        )
+    if req.stream_options is not None and not req.stream:
+        raise InvalidRequestError(
+            "stream_options is only allowed when stream is true.", param="stream_options"
+        )
+    return GenerationParams(
+        sampling=sampling_params(req, defaults),
+        max_tokens=LEGACY_MAX_TOKENS if req.max_tokens is None else req.max_tokens,
+        stop=stop_strings(req.stop),
+        logprobs=req.logprobs,
+    )
+
+
+def new_completion_id() -> str:
+    return f"cmpl-{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyReply:
+    text: str
+    """With `echo`, the prompt's text first."""
+    finish_reason: str
+    logprobs: Sequence[TokenLogprob] | None = None
+    echo_length: int = 0
+    """Characters of echoed prompt at the start of `text` (for `text_offset`)."""
+
+
+def to_completion(*, model: str, choices: Sequence[LegacyReply], usage: Usage) -> Completion:
+    return Completion(
+        id=new_completion_id(),
+        created=int(time.time()),
+        model=model,
+        choices=[
+            CompletionChoice(
+                text=reply.text,
+                index=index,
+                logprobs=None
+                if reply.logprobs is None
+                else to_completion_logprobs(reply.logprobs, reply.echo_length),
+                finish_reason=reply.finish_reason,
+            )
+            for index, reply in enumerate(choices)
+        ],
+        usage=usage,
+    )
+
+
+@dataclass(slots=True)
+class CompletionChunks:
+    """The chunks of one legacy stream (same `id`/`created`; one choice per chunk):
+    text chunks, then per choice a chunk with `text: ""` and its `finish_reason`, then,
+    only with `include_usage`, `choices: []` with the usage."""
+
+    model: str
+    include_usage: bool = False
+    id: str = field(default_factory=new_completion_id)
+    created: int = field(default_factory=lambda: int(time.time()))
+    _offsets: dict[int, int] = field(default_factory=dict)
+
+    def _chunk(self, choices: list[CompletionChoice], usage: Usage | None = None) -> Completion:
+        return Completion(
+            id=self.id,
+            created=self.created,
+            model=self.model,
+            choices=choices,
+            usage=usage if self.include_usage else UNSET,
+        )
+
+    def text(
+        self, text: str, index: int, logprobs: Sequence[TokenLogprob] | None = None
+    ) -> Completion:
+        offset = self._offsets.get(index, 0)
+        self._offsets[index] = offset + len(text)
+        wire = None if logprobs is None else to_completion_logprobs(logprobs, offset)
+        choice = CompletionChoice(text=text, index=index, logprobs=wire, finish_reason=None)
+        return self._chunk([choice])
+
+    def finish(self, finish_reason: str, index: int) -> Completion:
+        return self._chunk([CompletionChoice(text="", index=index, finish_reason=finish_reason)])
+
+    def usage(self, usage: Usage) -> Completion:
+        return self._chunk([], usage)
