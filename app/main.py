@@ -30,6 +30,7 @@ from app.engine.batching import BatchingEngine
 from app.errors import EXCEPTION_HANDLERS
 from app.metrics import Metrics
 from app.routes import TOKEN_ROUTES, V1_ROUTES, health, metrics
+from app.routes.page import chat_page_routes
 from config.loader import load_settings
 from config.model_source import resolve_model
 from config.settings import Settings
@@ -123,12 +124,14 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             await anyio.to_thread.run_sync(the_engine.close)
             restore_signals()
 
+    page = chat_page_routes() if settings.server.chat_page else []
     return Litestar(
         route_handlers=[
             Router("/v1", route_handlers=list(V1_ROUTES), guards=guards),
             Router("/", route_handlers=list(TOKEN_ROUTES), guards=guards),
             health,
             metrics,
+            *page,
         ],
         middleware=[access_log.middleware],
         before_send=[access_log.before_send],

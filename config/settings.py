@@ -108,6 +108,8 @@ class ServerSettings(ConfigModel, frozen=True):
     log_prompts: bool = False
     """Also log each chat request's messages (logger `llm_service.prompts`). Off by
     default: prompts are often private."""
+    chat_page: bool = True
+    """Serve the browser chat page at `/` (a client of the public API)."""
     shutdown_grace: Annotated[float, Meta(ge=0)] = 30.0
     """Seconds running generations get to finish after SIGTERM or Ctrl-C; then they end
     with `finish_reason: "length"`. New requests get 503 meanwhile."""

@@ -10,6 +10,7 @@ token") and the most likely alternatives. Chat completions carry them as
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,9 +64,10 @@ def to_completion_logprobs(tokens: Sequence[TokenLogprob], offset: int) -> Compl
     """The legacy shape; `offset` is where the first token's text starts in the choice's
     text (after an echoed prompt, or after earlier stream chunks)."""
     offsets: list[int] = []
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     for t in tokens:
-        offsets.append(offset)
-        offset += len(_text(t.piece))
+        offsets.append(offset)  # a token ending mid-character adds no characters yet
+        offset += len(decoder.decode(t.piece))
     return CompletionLogprobs(
         tokens=[_text(t.piece) for t in tokens],
         token_logprobs=[t.logprob for t in tokens],

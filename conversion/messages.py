@@ -60,11 +60,19 @@ def _calls(message: AssistantMessage, native: bool) -> list[dict[str, Any]]:
     parsed into an object as Hugging Face templates expect (OpenAI sends a string)."""
     calls: list[dict[str, Any]] = []
     for call in message.tool_calls or ():
-        function = dict(call.get("function") or {})
-        if native and isinstance(function.get("arguments"), str):
+        arguments = call.function.arguments
+        if native and isinstance(arguments, str):
             with contextlib.suppress(ValueError):  # else the template gets the string
-                function["arguments"] = json.loads(function["arguments"])
-        calls.append({**call, "function": function})
+                arguments = json.loads(arguments)
+        elif not native and not isinstance(arguments, str):
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        out: dict[str, Any] = {
+            "type": call.type,
+            "function": {"name": call.function.name, "arguments": arguments},
+        }
+        if call.id is not UNSET:
+            out["id"] = call.id
+        calls.append(out)
     return calls
 
 

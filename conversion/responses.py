@@ -168,10 +168,16 @@ class ChunkFactory:
             ]
         )
 
-    def tool_calls(self, calls: Sequence[ParsedCall], index: int = 0) -> list[ChatCompletionChunk]:
+    def tool_calls(
+        self,
+        calls: Sequence[ParsedCall],
+        index: int = 0,
+        logprobs: Sequence[TokenLogprob] | None = None,
+    ) -> list[ChatCompletionChunk]:
         """Each call as OpenAI streams one: a chunk naming it (id, name, empty
-        arguments), then one with its arguments."""
-        chunks = []
+        arguments), then one with its arguments. The reply's log-probabilities, if
+        asked for, come with the first chunk."""
+        chunks: list[ChatCompletionChunk] = []
         for position, call in enumerate(calls):
             named = ToolCallDelta(
                 index=position,
@@ -182,8 +188,11 @@ class ChunkFactory:
             args = ToolCallDelta(
                 index=position, function=FunctionCallDelta(arguments=call.arguments)
             )
+            wire = None if logprobs is None or chunks else to_chat_logprobs(logprobs)
             chunks += [
-                self._chunk([ChunkChoice(index=index, delta=Delta(tool_calls=[named]))]),
+                self._chunk(
+                    [ChunkChoice(index=index, delta=Delta(tool_calls=[named]), logprobs=wire)]
+                ),
                 self._chunk([ChunkChoice(index=index, delta=Delta(tool_calls=[args]))]),
             ]
         return chunks

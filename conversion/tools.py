@@ -40,7 +40,7 @@ __all__ = (
 )
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _BLOCK = re.compile(re.escape(CALL_OPEN) + r"(.*?)(?:" + re.escape(CALL_CLOSE) + r"|$)", re.S)
 
 
@@ -83,15 +83,16 @@ def _function(tool: Any, index: int) -> Function:
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise InvalidRequestError("A tool needs a function name.", param=f"{where}.function.name")
     name = spec["name"]
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidRequestError(
             f"Invalid function name {name!r}: use letters, digits, '_' and '-', at most 64.",
             param=f"{where}.function.name",
         )
     parameters = spec.get("parameters", {"type": "object", "properties": {}})
-    if not isinstance(parameters, dict):
+    if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
         raise InvalidRequestError(
-            "A function's parameters must be a JSON schema object.",
+            "A function's parameters must be a JSON schema of an object (arguments are "
+            "a JSON object).",
             param=f"{where}.function.parameters",
         )
     description = spec.get("description", "")
@@ -114,8 +115,9 @@ def plan_tools(tools: list[dict[str, Any]] | None, tool_choice: Any) -> ToolPlan
                 f"tool_choice {tool_choice!r} needs `tools`.", param="tool_choice"
             )
         return ToolPlan(tool_choice, functions, functions)
-    if isinstance(tool_choice, dict) and tool_choice.get("type") == "function":
-        wanted = (tool_choice.get("function") or {}).get("name")
+    named = tool_choice.get("function") if isinstance(tool_choice, dict) else None
+    if isinstance(named, dict) and tool_choice.get("type") == "function":
+        wanted = named.get("name")
         chosen = tuple(f for f in functions if f.name == wanted)
         if not chosen:
             raise InvalidRequestError(
@@ -130,18 +132,38 @@ def plan_tools(tools: list[dict[str, Any]] | None, tool_choice: Any) -> ToolPlan
     )
 
 
+_DEFINITIONS = ("$defs", "definitions")
+
+
 def call_schema(plan: ToolPlan) -> dict[str, Any]:
     """The JSON a forced reply must be: one call of an allowed function, with
-    arguments matching its parameters (`name` first, so it streams in that order)."""
-    options = [
-        {
-            "type": "object",
-            "properties": {"name": {"const": f.name}, "arguments": f.parameters},
-            "required": ["name", "arguments"],
-        }
-        for f in plan.allowed
-    ]
-    return options[0] if len(options) == 1 else {"anyOf": options}
+    arguments matching its parameters (`name` first, so it streams in that order).
+
+    Parameters that refer to their own definitions (`#/$defs/...`, as pydantic writes
+    them) keep working: definitions move to the root of the call schema, where those
+    references point. Functions whose definitions clash by name cannot be merged.
+    """
+    options = []
+    definitions: dict[str, dict[str, Any]] = {}
+    for f in plan.allowed:
+        parameters = dict(f.parameters)
+        for key in _DEFINITIONS:
+            for name, schema in (parameters.pop(key, None) or {}).items():
+                if definitions.setdefault(key, {}).setdefault(name, schema) != schema:
+                    raise InvalidRequestError(
+                        f"Functions define {key}/{name} differently; name the choice "
+                        "of one function or rename the definition.",
+                        param="tools",
+                    )
+        options.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": f.name}, "arguments": parameters},
+                "required": ["name", "arguments"],
+            }
+        )
+    root = options[0] if len(options) == 1 else {"anyOf": options}
+    return {**root, **definitions}
 
 
 def tool_instructions(plan: ToolPlan) -> str:
@@ -214,7 +236,8 @@ class ReplyShaper:
 
     def __init__(self, plan: ToolPlan | None) -> None:
         self._names = [f.name for f in plan.allowed] if plan else []
-        self._mode = "text" if plan is None else "hold" if plan.mode == "required" else "decide"
+        self._forced = plan is not None and plan.mode == "required"
+        self._mode = "text" if plan is None else "hold" if self._forced else "decide"
         self._held = ""
 
     def feed(self, text: str) -> str:
@@ -232,10 +255,29 @@ class ReplyShaper:
                 self._mode = "hold"
         return ""
 
-    def finish(self) -> tuple[str, list[ParsedCall]]:
-        """End of the reply: (content not sent yet, the calls it makes)."""
+    def finish(self, finish_reason: str) -> tuple[str, list[ParsedCall], str]:
+        """End of the reply: (content not sent yet, its calls, the finish_reason).
+
+        A forced call cut off by `max_tokens` is still a call, with its arguments cut
+        short and `finish_reason: "length"`, as OpenAI returns it.
+        """
         held, self._held = self._held, ""
         if self._mode == "text" or not held.strip():
-            return held, []
+            return held, [], finish_reason
         calls = parse_tool_calls(held, self._names)
-        return (held, []) if calls is None else ("", calls)
+        if calls is None and self._forced and finish_reason == "length":
+            calls = _cut_call(held, self._names)
+        if calls is None:
+            return held, [], finish_reason
+        return "", calls, "tool_calls" if finish_reason == "stop" else finish_reason
+
+
+_CUT_CALL = re.compile(r'\s*\{\s*"name"\s*:\s*"([^"]*)"\s*,\s*"arguments"\s*:\s*(.*)', re.S)
+
+
+def _cut_call(text: str, names: Sequence[str]) -> list[ParsedCall] | None:
+    """A forced call that ran out of tokens (the grammar fixes its layout)."""
+    match = _CUT_CALL.fullmatch(text)
+    if match is None or match[1] not in names:
+        return None
+    return [ParsedCall(match[1], match[2])]

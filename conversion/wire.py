@@ -108,12 +108,26 @@ class UserMessage(WireRequest, kw_only=True, tag_field="role", tag="user"):
     name: str | UnsetType = UNSET
 
 
+class CalledFunction(WireRequest, kw_only=True):
+    name: str
+    arguments: str | dict[str, Any] = "{}"
+    """A JSON string, as OpenAI sends it back; an object is accepted too."""
+
+
+class HistoryToolCall(WireRequest, kw_only=True):
+    """A call in an earlier assistant message, sent back as history."""
+
+    id: str | UnsetType = UNSET
+    type: Literal["function"] = "function"
+    function: CalledFunction
+
+
 class AssistantMessage(WireRequest, kw_only=True, tag_field="role", tag="assistant"):
     """Earlier replies sent back as history; `content` may be null (e.g. with tool_calls)."""
 
     content: Content | None = None
     name: str | UnsetType = UNSET
-    tool_calls: list[dict[str, Any]] | UnsetType | None = UNSET
+    tool_calls: list[HistoryToolCall] | UnsetType | None = UNSET
 
 
 class ToolMessage(WireRequest, kw_only=True, tag_field="role", tag="tool"):

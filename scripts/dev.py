@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -56,7 +57,27 @@ def _exec(*args: str | Path) -> int:
     return subprocess.call([str(a) for a in args], cwd=ROOT)
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_browser() -> None:
+    """The chat page's tests drive Debian's Chromium. Install it where that is possible
+    (Debian/Ubuntu, as root); elsewhere those tests fail, saying how to get it."""
+    if CHROMIUM.exists() or not sys.platform.startswith("linux"):
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        print(f"Note: {CHROMIUM} is missing; the browser tests will fail without it.")
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "chromium"]
+    print("+", " ".join(install), flush=True)
+    if subprocess.call(install, env=env) != 0:  # stale package lists on a fresh machine
+        _run("apt-get", "update", "-q")
+        subprocess.run(install, check=True, env=env)
+
+
 def test(extra: list[str]) -> int:
+    ensure_browser()
     for check in (("ruff", "check", "."), ("ruff", "format", "--check", "."), ("mypy",)):
         code = _exec(PYTHON, "-m", *check)
         if code:

@@ -7,7 +7,7 @@ frame them (one JSON body or SSE chunks).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -132,9 +132,19 @@ class Engine(Protocol):
         """Text of tokens; `InvalidRequestError` for ids outside the vocabulary."""
         ...
 
-    def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+    @property
+    def embedding_size(self) -> int | None:
+        """Dimensions of the vectors `embed` returns; None until loaded, or when
+        embeddings are off. (Never raises: the web framework checks the engine
+        against this protocol, reading every property, on each request.)"""
+        ...
+
+    def embed(
+        self, inputs: list[list[int]], cancelled: Callable[[], bool] = lambda: False
+    ) -> list[list[float]]:
         """One unit-length vector per token list (the mean of the model's last hidden
         states), in order. Blocking, one request at a time; runs beside generation.
+        Stops early, raising, once `cancelled()` is true (the client left).
 
         `InvalidRequestError` (naming `input` or `input[i]`) for an empty list, an id
         outside the vocabulary, or an input longer than the context, and when

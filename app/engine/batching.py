@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from app.engine.base import ChatPrompt, EngineState
@@ -142,14 +143,23 @@ class BatchingEngine:
             assert self._model is not None
             return self._model.detokenize(tokens)
 
-    def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+    @property
+    def embedding_size(self) -> int | None:
+        return self._embedder.size if self._embedder is not None else None
+
+    def embed(
+        self, inputs: list[list[int]], cancelled: Callable[[], bool] = lambda: False
+    ) -> list[list[float]]:
+        return self._ready_embedder().embed(inputs, cancelled)  # not under _model_lock
+
+    def _ready_embedder(self) -> Embedder:
         self.check_ready()
         if self._embedder is None:
             raise InvalidRequestError(
                 "Embeddings are turned off on this server (model.embeddings = false).",
                 code="embeddings_disabled",
             )
-        return self._embedder.embed(inputs)  # not under _model_lock: see _work
+        return self._embedder
 
     def submit(self, prompt: list[int], params: GenerationParams) -> JobHandle:
         self.check_ready()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import llama_cpp
@@ -38,9 +39,13 @@ from conversion.errors import (
     ModelNotReadyError,
 )
 
-__all__ = ("Embedder",)
+__all__ = ("Embedder", "EmbeddingCancelledError")
 
 logger = logging.getLogger("llm_service.engine")
+
+
+class EmbeddingCancelledError(Exception):
+    """The request was abandoned (its client left); nobody reads the result."""
 
 
 class Embedder:
@@ -63,15 +68,19 @@ class Embedder:
         """A `llama_batch`; `Any` because llama-cpp-python types its cells as ctypes
         values where ctypes takes (and worker.py passes) plain ints."""
 
-    def embed(self, inputs: list[list[int]]) -> list[list[float]]:
-        """One unit vector per token list. Blocking; serialized by the lock."""
+    def embed(
+        self, inputs: list[list[int]], cancelled: Callable[[], bool] = lambda: False
+    ) -> list[list[float]]:
+        """One unit vector per token list. Blocking; serialized by the lock. Once
+        `cancelled()` is true the work stops at the next piece (and frees the lock for
+        the next request) with `EmbeddingCancelledError`."""
         self._check(inputs)
         with self._lock:
             self._check_open()
             if self._ctx is None:
                 self._open()
             try:
-                return [self._embed_one(tokens) for tokens in inputs]
+                return [self._embed_one(tokens, cancelled) for tokens in inputs]
             finally:
                 llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
 
@@ -134,7 +143,7 @@ class Embedder:
             "Embedding context ready: %d tokens, %d per decode", model.n_ctx_seq, self._n_batch
         )
 
-    def _embed_one(self, tokens: list[int]) -> list[float]:
+    def _embed_one(self, tokens: list[int], cancelled: Callable[[], bool]) -> list[float]:
         ctx, batch = self._ctx, self._batch
         assert ctx is not None
         assert batch is not None
@@ -142,6 +151,8 @@ class Embedder:
         total = np.zeros(self.size, dtype=np.float64)
         for start in range(0, len(tokens), self._n_batch):
             self._check_open()
+            if cancelled():
+                raise EmbeddingCancelledError
             piece = tokens[start : start + self._n_batch]
             batch.n_tokens = len(piece)
             for offset, token in enumerate(piece):

@@ -207,8 +207,9 @@ class DecodeLoop:
         job, assembler = slot.job, slot.assembler
         assert job is not None
         assert assembler is not None
-        tail = assembler.finish()
-        if tail or (slot.pending and not assembler.stopped):
+        # Held log-probabilities go with the held text; with no text they belong to
+        # the start of a character the cap cut off (or to a stop string): dropped too.
+        if tail := assembler.finish():
             job.put(TextDelta(tail, tuple(slot.pending)))
         finished = Finished(reason, len(job.prompt), job.completion_tokens, slot.reused)
         self._end(slot, reason, finished)

@@ -16,7 +16,7 @@ from app.engine.base import Engine
 from app.errors import error_responses
 from app.metrics import Metrics
 from app.serving import create_chat_completion
-from app.sse import MEDIA_TYPE
+from app.sse import sse_response
 from config.settings import Settings
 from conversion.wire import ChatCompletion, ChatCompletionRequest
 
@@ -53,8 +53,4 @@ async def chat_completions(
     result = await create_chat_completion(request, data, engine, settings, metrics)
     if isinstance(result, ChatCompletion):
         return Response(result, status_code=HTTP_200_OK)
-    return Stream(
-        result,
-        media_type=MEDIA_TYPE,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(result)

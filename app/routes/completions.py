@@ -14,7 +14,7 @@ from app.engine.base import Engine
 from app.errors import error_responses
 from app.metrics import Metrics
 from app.serving.completions import create_completion
-from app.sse import MEDIA_TYPE
+from app.sse import sse_response
 from config.settings import Settings
 from conversion.completion_wire import Completion, CompletionRequest
 
@@ -33,8 +33,4 @@ async def completions(
     result = await create_completion(request, data, engine, settings, metrics)
     if isinstance(result, Completion):
         return Response(result, status_code=HTTP_200_OK)
-    return Stream(
-        result,
-        media_type=MEDIA_TYPE,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(result)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import anyio
-from litestar import post
+from litestar import Request, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK
 
+from app.disconnect import unless_disconnected
 from app.engine.base import Engine
 from app.errors import error_responses
 from conversion.embeddings import (
@@ -34,14 +38,24 @@ def _tokens(engine: Engine, items: list[EmbeddingInput]) -> list[list[int]]:
 
 @post("/embeddings", status_code=HTTP_200_OK, responses=error_responses(400, 401, 413, 500, 503))
 async def create_embeddings(
-    data: JSONBody[EmbeddingRequest], engine: NamedDependency[Engine]
+    request: Request[Any, Any, Any],
+    data: JSONBody[EmbeddingRequest],
+    engine: NamedDependency[Engine],
 ) -> EmbeddingList:
     """Embed `input` (OpenAI-compatible) with the served model, mean-pooled and
     normalized to unit length."""
     items = split_input(data.input)
+    if (size := engine.embedding_size) is not None:  # else `embed` says why not
+        check_dimensions(data.dimensions, size)
     tokens = await anyio.to_thread.run_sync(_tokens, engine, items)
     prompt_tokens = sum(len(item) for item in tokens)
     check_request_tokens(prompt_tokens)
-    vectors = await anyio.to_thread.run_sync(engine.embed, tokens)
-    check_dimensions(data.dimensions, len(vectors[0]))
+    abandoned = threading.Event()
+    work = anyio.to_thread.run_sync(
+        lambda: engine.embed(tokens, abandoned.is_set), abandon_on_cancel=True
+    )
+    try:  # a client that leaves frees the embedder at the next piece of input
+        vectors = await unless_disconnected(request, work)
+    finally:
+        abandoned.set()
     return embedding_list(vectors, prompt_tokens, engine.model_id, data.encoding_format)

@@ -76,13 +76,11 @@ def _reply(result: ChoiceResult, plan: ToolPlan | None, logprobs: bool) -> Choic
     assert result.finished is not None
     shaper = ReplyShaper(plan)
     content = shaper.feed(result.text)
-    rest, calls = shaper.finish()
-    content += rest
-    if calls and result.finished.finish_reason == "stop":
-        return ChoiceReply(None, "tool_calls", calls, result.logprobs if logprobs else None)
-    return ChoiceReply(
-        content, result.finished.finish_reason, (), result.logprobs if logprobs else None
-    )
+    rest, calls, finish_reason = shaper.finish(result.finished.finish_reason)
+    tokens = result.logprobs if logprobs else None
+    if calls:
+        return ChoiceReply(None, finish_reason, calls, tokens)
+    return ChoiceReply(content + rest, finish_reason, (), tokens)
 
 
 async def _chunks(
@@ -104,15 +102,14 @@ async def _chunks(
                 yield chunks.content(text, index, held[index] if logprobs else None)
                 held[index] = []
             continue
-        rest, calls = shapers[index].finish()
-        if calls and item.finish_reason == "stop":
-            for chunk in chunks.tool_calls(calls, index):
+        rest, calls, finish_reason = shapers[index].finish(item.finish_reason)
+        tokens = held[index] if logprobs else None
+        if calls:
+            for chunk in chunks.tool_calls(calls, index, tokens):
                 yield chunk
-            yield chunks.finish("tool_calls", index)
-        else:
-            if rest or (logprobs and held[index]):
-                yield chunks.content(rest, index, held[index] if logprobs else None)
-            yield chunks.finish(item.finish_reason, index)
+        elif rest or tokens:
+            yield chunks.content(rest, index, tokens)
+        yield chunks.finish(finish_reason, index)
         finished.append((0, item.prompt_tokens, item.completion_tokens, item.cached_tokens))
     if chunks.include_usage:
         yield chunks.usage(combined_usage(finished))

@@ -14,9 +14,9 @@ import anyio
 from litestar import Request
 
 from app.access_log import request_stats
-from app.engine.base import Engine, TextDelta
+from app.engine.base import Engine, Finished, TextDelta
 from app.metrics import Metrics
-from app.serving.fanout import IndexedEvent, submit_all
+from app.serving.fanout import Fanout, IndexedEvent, submit_all
 from app.serving.stream import collect_all, first_then_rest, sse_body
 from config.settings import Settings
 from conversion.completion_wire import Completion, CompletionRequest
@@ -99,13 +99,21 @@ async def create_completion(
     engine.check_ready()
     raw = legacy_prompts(body.prompt)
     n = body.n or 1
-    check_choices(len(raw) * n, settings.limits)
+    check_choices(len(raw) * n, settings.limits, "n" if n > 1 else "prompt")
     check_max_tokens("max_tokens", body.max_tokens, settings.limits)
     check_stop_lengths(body.stop, settings.limits)
     params = apply_limits(to_legacy_params(body, settings.sampling), settings.limits)
     prompts = [await _read(engine, p, i, len(raw)) for i, p in enumerate(raw)]
     echo, logprobs = bool(body.echo), params.logprobs is not None
     if params.max_tokens == 0:  # e.g. echo only: nothing to generate
+        fanout = Fanout([])
+        lengths: list[IndexedEvent] = [
+            (i, Finished("length", len(prompts[i // n].tokens), 0)) for i in range(len(prompts) * n)
+        ]
+        if body.stream:
+            events = _events(lengths)
+            chunks = CompletionChunks(engine.model_id, _include_usage(body))
+            return sse_body(_chunks(chunks, events, prompts, n, echo, logprobs), fanout)
         replies = [
             LegacyReply(prompts[i // n].text if echo else "", "length", [] if logprobs else None)
             for i in range(len(prompts) * n)
@@ -133,6 +141,14 @@ async def create_completion(
             parts.append((index // n, f.prompt_tokens, f.completion_tokens, f.cached_tokens))
         return to_completion(model=engine.model_id, choices=replies, usage=_usage(prompts, parts))
     events = await first_then_rest(request, fanout, stats, metrics)
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    chunks = CompletionChunks(engine.model_id, include_usage)
+    chunks = CompletionChunks(engine.model_id, _include_usage(body))
     return sse_body(_chunks(chunks, events, prompts, n, echo, logprobs), fanout)
+
+
+def _include_usage(body: CompletionRequest) -> bool:
+    return bool(body.stream_options and body.stream_options.include_usage)
+
+
+async def _events(items: list[IndexedEvent]) -> AsyncIterator[IndexedEvent]:
+    for item in items:
+        yield item

@@ -158,3 +158,20 @@ def test_bad_completion_requests_are_a_400_naming_the_field(
     with pytest.raises(openai.BadRequestError) as caught:
         client.completions.create(model="m", **fields)
     assert caught.value.param == param
+
+
+def test_a_streamed_echo_with_max_tokens_zero_is_still_a_stream(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.completions.create(
+            model="m",
+            prompt=PROMPT,
+            max_tokens=0,
+            echo=True,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == PROMPT
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import httpx
 import openai
@@ -66,3 +67,25 @@ async def test_async_client_embeds_too(live: LiveServer) -> None:
     async with live.async_client() as client:
         result = await client.embeddings.create(model="m", input=["async", "client"])
     assert [len(d.embedding) for d in result.data] == [N_EMBD, N_EMBD]
+
+
+def test_a_client_that_leaves_frees_the_embedder_for_the_next(live: LiveServer) -> None:
+    long = ["many words " * 250] * 40  # ~20,000 tokens: tens of seconds of work here
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{live.base_url}/embeddings", json={"input": long}, timeout=1)
+    started = time.monotonic()
+    reply = httpx.post(f"{live.base_url}/embeddings", json={"input": "hello"}, timeout=60)
+    assert reply.status_code == 200
+    assert time.monotonic() - started < 10  # not behind the abandoned request
+
+
+def test_a_wrong_dimensions_is_refused_before_any_work(live: LiveServer) -> None:
+    started = time.monotonic()
+    reply = httpx.post(
+        f"{live.base_url}/embeddings",
+        json={"input": ["many words " * 250] * 40, "dimensions": 8},
+        timeout=60,
+    )
+    assert reply.status_code == 400
+    assert reply.json()["error"]["param"] == "dimensions"
+    assert time.monotonic() - started < 5

@@ -151,6 +151,16 @@ def test_auto_answers_with_either_content_or_a_valid_call(client: openai.OpenAI)
             "response_format",
         ),
         ({"functions": [{"name": "f"}]}, "functions"),
+        ({"tool_choice": {"type": "function", "function": "get_weather"}}, "tool_choice"),
+        (
+            {
+                "messages": [
+                    *ASK,
+                    {"role": "assistant", "tool_calls": [{"id": "a", "function": "x"}]},
+                ]
+            },
+            "messages[1].tool_calls[0].function",
+        ),
     ],
 )
 def test_bad_tool_requests_are_a_400_naming_the_field(
@@ -160,3 +170,43 @@ def test_bad_tool_requests_are_a_400_naming_the_field(
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(**request)
     assert caught.value.param == param
+
+
+def test_a_forced_call_cut_by_max_tokens_is_a_call_with_length(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="m",
+        messages=ASK,
+        tools=TOOLS,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=14,
+        temperature=0,
+    )
+    choice = reply.choices[0]
+    assert choice.finish_reason == "length"
+    assert choice.message.content is None
+    [call] = choice.message.tool_calls or []
+    assert call.function.name == "get_weather"
+    assert call.function.arguments.startswith("{")
+
+
+def test_streamed_calls_carry_the_logprobs_the_plain_reply_has(client: openai.OpenAI) -> None:
+    fields: dict[str, Any] = {
+        "model": "m",
+        "messages": ASK,
+        "tools": TOOLS,
+        "tool_choice": "required",
+        "max_tokens": 80,
+        "temperature": 0,
+        "logprobs": True,
+    }
+    plain = client.chat.completions.create(**fields)
+    streamed = [
+        token
+        for chunk in client.chat.completions.create(**fields, stream=True)
+        for choice in chunk.choices
+        for token in (choice.logprobs.content or [] if choice.logprobs else [])
+    ]
+    assert plain.choices[0].logprobs is not None
+    expected = plain.choices[0].logprobs.content or []
+    assert expected
+    assert [t.token for t in streamed] == [t.token for t in expected]

@@ -36,3 +36,9 @@ def test_legacy_shape_has_parallel_lists_and_offsets() -> None:
     assert body["token_logprobs"] == [-0.5, -2.0]
     assert body["top_logprobs"] == [{"Hi": -0.5, "Hello": -1.5}, {"\\xe4\\xbd": -2.0}]
     assert body["text_offset"] == [10, 12]
+
+
+def test_legacy_offsets_count_characters_not_escapes() -> None:
+    # "あ" is three bytes split over two tokens, then "b": the text is "あb"
+    split = [TokenLogprob(b"\xe3\x81", -1.0), TokenLogprob(b"\x82", -1.0), TokenLogprob(b"b", -1.0)]
+    assert to_completion_logprobs(split, offset=0).text_offset == [0, 0, 1]

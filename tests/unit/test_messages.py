@@ -83,3 +83,10 @@ def test_non_text_parts_are_rejected_naming_the_part(part: dict[str, Any]) -> No
         render([{"role": "system", "content": "s"}, {"role": "user", "content": content}])
     assert caught.value.param == "messages[1].content[1].type"
     assert part["type"] in caught.value.message
+
+
+@pytest.mark.parametrize("function", ["x", 5, {"arguments": "{}"}])
+def test_history_tool_calls_must_name_a_function(function: object) -> None:
+    call = {"id": "a", "type": "function", "function": function}
+    with pytest.raises(msgspec.ValidationError, match=r"messages\[0\]\.tool_calls\[0\]"):
+        render([{"role": "assistant", "content": None, "tool_calls": [call]}])

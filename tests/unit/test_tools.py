@@ -59,6 +59,14 @@ def test_tools_default_to_auto_and_a_named_choice_allows_only_that_function() ->
             "tools[0].function.parameters",
         ),
         ([WEATHER, WEATHER], None, "tools"),
+        ([WEATHER], {"type": "function", "function": "get_weather"}, "tool_choice"),
+        ([WEATHER], {"type": "function", "function": ["get_weather"]}, "tool_choice"),
+        ([{"type": "function", "function": {"name": "f\n"}}], None, "tools[0].function.name"),
+        (
+            [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}],
+            None,
+            "tools[0].function.parameters",
+        ),
     ],
 )
 def test_bad_tools_are_a_400_naming_the_field(tools: Any, choice: Any, param: str) -> None:
@@ -129,14 +137,15 @@ def test_shaper_streams_content_once_it_cannot_be_a_call() -> None:
     assert shaper.feed("<to") == ""  # could still be <tool_call>
     assert shaper.feed("day") == " <today"
     assert shaper.feed(" more") == " more"
-    assert shaper.finish() == ("", [])
+    assert shaper.finish("stop") == ("", [], "stop")
 
 
 def test_shaper_holds_a_call_and_turns_it_into_calls() -> None:
     shaper = ReplyShaper(plan_tools([WEATHER], "auto"))
     for piece in ['{"name": "get_weather", ', '"arguments": {"city": "Oslo"}}']:
         assert shaper.feed(piece) == ""
-    content, calls = shaper.finish()
+    content, calls, finish_reason = shaper.finish("stop")
+    assert finish_reason == "tool_calls"
     assert content == ""
     assert [c.name for c in calls] == ["get_weather"]
 
@@ -144,10 +153,52 @@ def test_shaper_holds_a_call_and_turns_it_into_calls() -> None:
 def test_shaper_gives_back_held_text_that_was_not_a_call() -> None:
     shaper = ReplyShaper(plan_tools([WEATHER], "auto"))
     assert shaper.feed('{"answer": 42}') == ""
-    assert shaper.finish() == ('{"answer": 42}', [])
+    assert shaper.finish("stop") == ('{"answer": 42}', [], "stop")
 
 
 def test_without_a_plan_everything_is_content() -> None:
     shaper = ReplyShaper(None)
     assert shaper.feed('{"name": "get_weather"}') == '{"name": "get_weather"}'
-    assert shaper.finish() == ("", [])
+    assert shaper.finish("length") == ("", [], "length")
+
+
+def test_a_forced_call_cut_by_max_tokens_is_still_a_call() -> None:
+    shaper = ReplyShaper(plan_tools([WEATHER], "required"))
+    shaper.feed('{"name": "get_weather", "arguments": {"city": "Os')
+    content, calls, finish_reason = shaper.finish("length")
+    assert content == ""
+    assert finish_reason == "length"
+    assert [(c.name, c.arguments) for c in calls] == [("get_weather", '{"city": "Os')]
+
+
+def test_an_auto_reply_cut_mid_call_stays_content() -> None:
+    shaper = ReplyShaper(plan_tools([WEATHER], "auto"))
+    shaper.feed('{"name": "get_weather", "arguments": {"ci')
+    assert shaper.finish("length") == ('{"name": "get_weather", "arguments": {"ci', [], "length")
+
+
+def test_parameter_definitions_move_to_the_root_where_their_refs_point() -> None:
+    located = {
+        "type": "function",
+        "function": {
+            "name": "locate",
+            "parameters": {
+                "type": "object",
+                "properties": {"place": {"$ref": "#/$defs/Place"}},
+                "required": ["place"],
+                "$defs": {
+                    "Place": {
+                        "type": "object",
+                        "properties": {"city": {"type": "string"}},
+                        "required": ["city"],
+                    }
+                },
+            },
+        },
+    }
+    plan = plan_tools([located], "required")
+    assert plan is not None
+    schema = call_schema(plan)
+    jsonschema.validate({"name": "locate", "arguments": {"place": {"city": "Oslo"}}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "locate", "arguments": {"place": {}}}, schema)

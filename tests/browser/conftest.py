@@ -1,0 +1,78 @@
+"""Browser tests: Debian's headless Chromium driven by Playwright against a live server.
+
+A missing browser fails these tests (loudly, with how to install it) rather than
+skipping them: `scripts/dev.py test` installs it where it can (Debian/Ubuntu as root).
+On failure, a screenshot of the page is saved in `test-output/browser/`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.e2e.conftest import LiveServer, serve
+
+CHROMIUM = os.environ.get("LLM_SERVICE_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "browser"
+# Chromium's own background traffic (updates, sync, QUIC probes) only fails offline.
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Module-scoped: Playwright's sync API holds an event loop on this thread while it
+    runs, which the asyncio tests that come after must not find."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"Chromium is not installed at {CHROMIUM}: the browser tests need it "
+            "(`apt-get install chromium`, or set LLM_SERVICE_CHROMIUM to its path)."
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    report = yield
+    if report.when == "call":  # type: ignore[attr-defined]
+        item.stash[_FAILED] = report.failed  # type: ignore[attr-defined]
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    expect.set_options(timeout=30_000)  # a 2-core machine may be busy with other tests
+    yield page
+    if request.node.stash.get(_FAILED, False):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shot = SCREENSHOTS / (re.sub(r"[^\w.-]", "_", request.node.name) + ".png")
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot of the failed page: {shot}")
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def page_server(model_path: Path) -> Iterator[LiveServer]:
+    yield from serve(model_path)
