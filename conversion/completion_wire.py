@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from msgspec import UNSET, Meta, UnsetType
 
+from conversion.inputs import TextsOrTokens
 from conversion.wire import (
     Penalty,
     PositiveInt,
@@ -32,9 +33,8 @@ __all__ = (
 LEGACY_MAX_TOKENS = 16
 """OpenAI's `max_tokens` default for `/v1/completions` (chat has none)."""
 
-Prompt = str | list[str | int | list[int]]
-"""A string, strings, a token array, or token arrays (msgspec takes one list type in a
-union, so the list is checked to be one of the three in `legacy_prompts`)."""
+Prompt = TextsOrTokens
+"""A string, strings, a token array, or token arrays (see `conversion.inputs`)."""
 
 
 class CompletionRequest(WireRequest, kw_only=True):

@@ -23,6 +23,7 @@ from conversion.completion_wire import (
     Prompt,
 )
 from conversion.errors import InvalidRequestError
+from conversion.inputs import texts_or_token_lists
 from conversion.logprobs import TokenLogprob, to_completion_logprobs
 from conversion.requests import GenerationParams, sampling_params, stop_strings
 from conversion.wire import Usage
@@ -38,21 +39,7 @@ __all__ = (
 
 def legacy_prompts(prompt: Prompt) -> list[str | list[int]]:
     """The request's prompts: each a text, or a token array."""
-    if isinstance(prompt, str):
-        return [prompt]
-    if not prompt:
-        raise InvalidRequestError("prompt must not be an empty list.", param="prompt")
-    if all(isinstance(item, int) for item in prompt):
-        return [[item for item in prompt if isinstance(item, int)]]
-    if all(isinstance(item, str) for item in prompt) or all(
-        isinstance(item, list) for item in prompt
-    ):
-        return [item for item in prompt if not isinstance(item, int)]
-    raise InvalidRequestError(
-        "prompt must be a string, a list of strings, a list of token ids, or a list of "
-        "token-id lists, not a mix.",
-        param="prompt",
-    )
+    return texts_or_token_lists(prompt, "prompt")
 
 
 def to_legacy_params(req: CompletionRequest, defaults: SamplingDefaults) -> GenerationParams:

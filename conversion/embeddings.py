@@ -24,6 +24,7 @@ from typing import Annotated, Literal
 from msgspec import Meta
 
 from conversion.errors import InvalidRequestError
+from conversion.inputs import TextOrTokens, TextsOrTokens, item_param, texts_or_token_lists
 from conversion.wire import WireRequest, WireResponse
 
 __all__ = (
@@ -48,12 +49,12 @@ MAX_REQUEST_TOKENS = 300_000
 """OpenAI's bound on the tokens of all inputs of one request: it also bounds how long
 one request holds the embedder (minutes on a laptop CPU at this size)."""
 
-EmbeddingInput = str | list[int]
+EmbeddingInput = TextOrTokens
 """One input: text to tokenize, or token ids to embed as they are."""
 
 
 class EmbeddingRequest(WireRequest, kw_only=True):
-    input: str | list[str | int | list[int]]
+    input: TextsOrTokens
     model: str | None = None
     """Accepted and ignored: the server embeds with the one model it serves."""
     encoding_format: Literal["float", "base64"] | None = None
@@ -82,37 +83,16 @@ class EmbeddingList(WireResponse, kw_only=True):
 
 def input_param(index: int, count: int) -> str:
     """The `param` an error about input `index` of `count` inputs names."""
-    return "input" if count == 1 else f"input[{index}]"
+    return item_param("input", index, count)
 
 
-def split_input(value: str | list[str | int | list[int]]) -> list[EmbeddingInput]:
+def split_input(value: TextsOrTokens) -> list[EmbeddingInput]:
     """The request's inputs, one per vector to return; 400 for empty or mixed ones."""
-    if isinstance(value, str):
-        items: list[EmbeddingInput] = [value]
-    elif not value:
-        raise InvalidRequestError("`input` must not be an empty list.", param="input")
-    elif all(isinstance(item, int) for item in value):
-        items = [[item for item in value if isinstance(item, int)]]  # one token array
-    elif all(isinstance(item, str) for item in value):
-        items = [item for item in value if isinstance(item, str)]
-    elif all(isinstance(item, list) for item in value):
-        items = [item for item in value if isinstance(item, list)]
-    else:
-        raise InvalidRequestError(
-            "`input` must be a string, a list of strings, a list of token ids, or a "
-            "list of lists of token ids, not a mix of them.",
-            param="input",
-        )
+    items = texts_or_token_lists(value, "input")
     if len(items) > MAX_INPUTS:
         raise InvalidRequestError(
             f"`input` has {len(items)} items; at most {MAX_INPUTS} are allowed.", param="input"
         )
-    for index, item in enumerate(items):
-        param = input_param(index, len(items))
-        if not item:
-            raise InvalidRequestError("An input must not be empty.", param=param)
-        if isinstance(item, list) and (bad := next((t for t in item if t < 0), None)) is not None:
-            raise InvalidRequestError(f"Token id {bad} is negative.", param=param)
     return items
 
 

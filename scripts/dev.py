@@ -57,16 +57,14 @@ def _exec(*args: str | Path) -> int:
     return subprocess.call([str(a) for a in args], cwd=ROOT)
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-
 def ensure_browser() -> None:
     """The chat page's tests drive Debian's Chromium. Install it where that is possible
     (Debian/Ubuntu, as root); elsewhere those tests fail, saying how to get it."""
-    if CHROMIUM.exists() or not sys.platform.startswith("linux"):
+    chromium = Path(os.environ.get("LLM_SERVICE_CHROMIUM", "/usr/bin/chromium"))
+    if chromium.exists() or not sys.platform.startswith("linux"):
         return
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        print(f"Note: {CHROMIUM} is missing; the browser tests will fail without it.")
+        print(f"Note: {chromium} is missing; the browser tests will fail without it.")
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-q", "chromium"]

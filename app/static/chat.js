@@ -1,6 +1,7 @@
 // The chat page: a client of the server's public OpenAI API, nothing private.
 // The conversation lives in this page only (the server is stateless), so a reload
-// starts an empty chat. Settings and the API key are kept in localStorage.
+// starts an empty chat. Settings are kept in localStorage; an API key only for the
+// tab's session (sessionStorage), since the machine may be shared.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -8,13 +9,16 @@ const KEY_STORE = "llm-service-api-key";
 const SETTINGS_STORE = "llm-service-settings";
 
 const chat = {
-  messages: [], // {role, content} turns sent back as history with each request
+  turns: [], // {role, content, bubble}: the history sent with each request
   controller: null, // AbortController of the reply being generated, if any
+  epoch: 0, // bumped by "New chat": a reply from an older chat is not recorded
   model: "default",
 };
 
+class KeyNeeded extends Error {}
+
 function apiKey() {
-  return localStorage.getItem(KEY_STORE) || "";
+  return sessionStorage.getItem(KEY_STORE) || "";
 }
 
 function headers() {
@@ -24,20 +28,27 @@ function headers() {
   return result;
 }
 
-// Ask for a key (the server answered 401); resolves once one is entered.
+// Ask for a key (the server answered 401). Resolves once one is entered; rejects
+// with KeyNeeded when the dialog is dismissed (Escape).
 function askForKey(rejected) {
   const dialog = $("key-dialog");
   $("key-error").hidden = !rejected;
   $("key-input").value = "";
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     dialog.addEventListener(
       "close",
       () => {
-        localStorage.setItem(KEY_STORE, $("key-input").value.trim());
+        const key = $("key-input").value.trim();
+        if (dialog.returnValue !== "use" || !key) {
+          reject(new KeyNeeded("This server needs an API key."));
+          return;
+        }
+        sessionStorage.setItem(KEY_STORE, key);
         resolve();
       },
       { once: true },
     );
+    dialog.returnValue = "";
     dialog.showModal();
   });
 }
@@ -58,7 +69,7 @@ async function loadModel() {
     chat.model = body.data[0].id;
     $("model").textContent = chat.model;
   } catch (err) {
-    $("model").textContent = "server not reachable";
+    $("model").textContent = err instanceof KeyNeeded ? err.message : "server not reachable";
   }
 }
 
@@ -82,36 +93,51 @@ function note(bubble, className, text) {
   return line;
 }
 
+function removeTurns(start, count) {
+  for (const turn of chat.turns.splice(start, count)) turn.bubble.remove();
+}
+
+// After an error the last turn is the unanswered user message: it leaves the history
+// (and the screen) before anything else is sent; the error bubbles go too.
+function dropUnanswered() {
+  const last = chat.turns[chat.turns.length - 1];
+  if (last && last.role === "user") removeTurns(chat.turns.length - 1, 1);
+  for (const failed of document.querySelectorAll(".message.error")) failed.remove();
+}
+
 // An OpenAI error body (HTTP or in-band in the stream), shown under the reply.
 function showError(bubble, error) {
   bubble.classList.add("error");
-  note(bubble, "error-text", error.message || "The server answered with an error.");
-  const trimmable = error.code === "context_length_exceeded" && chat.messages.length > 2;
+  const line = note(bubble, "error-text", error.message || "The server answered with an error.");
+  line.setAttribute("role", "alert");
+  const trimmable = error.code === "context_length_exceeded" && chat.turns.length > 2;
   if (!trimmable) {
-    // Take the unanswered message back into the input box, so it can be edited or resent.
-    const last = chat.messages[chat.messages.length - 1];
-    if (last && last.role === "user") {
-      chat.messages.pop();
-      if (!$("input").value) $("input").value = last.content;
-    }
+    // Take the unanswered message back into the input box, to edit or send again.
+    const last = chat.turns[chat.turns.length - 1];
+    if (last && last.role === "user" && !$("input").value) $("input").value = last.content;
+    dropUnanswered();
+    bubble.remove();
+    $("messages").append(bubble); // the error stays in view until the next send
     return;
   }
   const trim = document.createElement("button");
-  trim.id = "trim";
+  trim.className = "trim";
   trim.type = "button";
   trim.textContent = "Trim oldest turns and retry";
   trim.addEventListener("click", () => {
+    if (chat.controller) return; // one reply at a time
     bubble.remove();
-    chat.messages.splice(0, 2); // the oldest user message and its reply
+    removeTurns(0, 2); // the oldest user message and its reply
     generate();
   });
   bubble.append(trim);
 }
 
 function settings() {
+  const temperature = $("temperature").value.trim();
   return {
     system: $("system").value.trim(),
-    temperature: Number($("temperature").value),
+    temperature: temperature === "" ? null : Number(temperature), // empty: server default
     max_tokens: Number.parseInt($("max-tokens").value, 10),
   };
 }
@@ -136,24 +162,33 @@ function setBusy(busy) {
   $("stop").disabled = !busy;
 }
 
+class StreamError extends Error {}
+
 // Read an SSE body, calling onEvent with each parsed `data:` payload until [DONE].
+// A body that ends before [DONE] was cut off (a proxy, a dropped connection).
 async function readEvents(response, onEvent) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) return;
-    buffer += decoder.decode(value, { stream: true });
+    if (done) throw new StreamError("The reply was cut off before it ended.");
+    buffer = (buffer + decoder.decode(value, { stream: true })).replace(/\r\n?/g, "\n");
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
       const block = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
       for (const line of block.split("\n")) {
-        if (!line.startsWith("data: ")) continue;
-        const data = line.slice(6);
+        if (!line.startsWith("data:")) continue;
+        const data = line.slice(line.startsWith("data: ") ? 6 : 5);
         if (data === "[DONE]") return;
-        onEvent(JSON.parse(data));
+        let event;
+        try {
+          event = JSON.parse(data);
+        } catch (err) {
+          throw new StreamError("The server sent an event this page cannot read.");
+        }
+        onEvent(event);
       }
     }
   }
@@ -162,15 +197,14 @@ async function readEvents(response, onEvent) {
 // Ask for the assistant's reply to the conversation so far, streaming it in.
 async function generate() {
   const options = settings();
-  const history = options.system
-    ? [{ role: "system", content: options.system }, ...chat.messages]
-    : [...chat.messages];
+  const history = chat.turns.map(({ role, content }) => ({ role, content }));
+  if (options.system) history.unshift({ role: "system", content: options.system });
   const bubble = addBubble("assistant", "");
   bubble.dataset.state = "streaming";
   const content = bubble.querySelector(".content");
   const controller = (chat.controller = new AbortController());
+  const epoch = chat.epoch;
   setBusy(true);
-  const started = performance.now();
   let firstToken = null;
   let text = "";
   let usage = null;
@@ -182,8 +216,8 @@ async function generate() {
       messages: history,
       stream: true,
       stream_options: { include_usage: true },
-      temperature: options.temperature,
     };
+    if (options.temperature !== null) body.temperature = options.temperature;
     if (options.max_tokens > 0) body.max_tokens = options.max_tokens;
     const response = await call("/v1/chat/completions", {
       method: "POST",
@@ -214,29 +248,34 @@ async function generate() {
       if (choice.finish_reason) finish = choice.finish_reason;
     });
   } catch (err) {
-    if (err.name !== "AbortError") {
+    if (err.name !== "AbortError" && !failed) {
       failed = true;
-      showError(bubble, { message: "Connection failed: " + err.message });
+      const prefix = err instanceof StreamError || err instanceof KeyNeeded ? "" : "Connection failed: ";
+      showError(bubble, { message: prefix + err.message });
     }
   } finally {
-    chat.controller = null;
-    setBusy(false);
+    if (chat.controller === controller) chat.controller = null;
+    setBusy(chat.controller !== null);
     const stopped = controller.signal.aborted;
     bubble.dataset.state = failed ? "error" : stopped ? "stopped" : "done";
-    // an empty or stopped reply is still a turn: roles keep alternating
-    if (!failed) chat.messages.push({ role: "assistant", content: text });
-    if (!failed) note(bubble, "usage", describe(usage, finish, stopped, started, firstToken));
+    if (!failed && epoch === chat.epoch) {
+      // an empty or stopped reply is still a turn: roles keep alternating
+      chat.turns.push({ role: "assistant", content: text, bubble });
+      const line = note(bubble, "usage", describe(usage, finish, stopped, firstToken));
+      line.setAttribute("role", "status");
+    }
   }
 }
 
-function describe(usage, finish, stopped, started, firstToken) {
+function describe(usage, finish, stopped, firstToken) {
   if (stopped) return "stopped";
   const parts = [];
   if (usage) {
     parts.push(`${usage.prompt_tokens} prompt + ${usage.completion_tokens} completion tokens`);
-    const seconds = (performance.now() - (firstToken ?? started)) / 1000;
+    // the first token's time is the prompt's; speed is over the tokens after it
+    const seconds = firstToken === null ? 0 : (performance.now() - firstToken) / 1000;
     if (usage.completion_tokens > 1 && seconds > 0) {
-      parts.push(`${(usage.completion_tokens / seconds).toFixed(1)} tokens/s`);
+      parts.push(`${((usage.completion_tokens - 1) / seconds).toFixed(1)} tokens/s`);
     }
   }
   if (finish === "length") parts.push("cut off at max tokens");
@@ -248,8 +287,8 @@ function send(event) {
   const text = $("input").value.trim();
   if (!text || chat.controller) return;
   $("input").value = "";
-  chat.messages.push({ role: "user", content: text });
-  addBubble("user", text);
+  dropUnanswered();
+  chat.turns.push({ role: "user", content: text, bubble: addBubble("user", text) });
   generate();
 }
 
@@ -257,12 +296,15 @@ document.addEventListener("DOMContentLoaded", () => {
   restoreSettings();
   $("composer").addEventListener("submit", send);
   $("input").addEventListener("keydown", (event) => {
+    // Enter also confirms an input method's candidate (pinyin, kana): not a send
+    if (event.isComposing || event.keyCode === 229) return;
     if (event.key === "Enter" && !event.shiftKey) send(event);
   });
   $("stop").addEventListener("click", () => chat.controller && chat.controller.abort());
   $("clear").addEventListener("click", () => {
+    chat.epoch += 1;
     if (chat.controller) chat.controller.abort();
-    chat.messages = [];
+    chat.turns = [];
     $("messages").replaceChildren();
   });
   for (const id of ["system", "temperature", "max-tokens"]) {

@@ -48,28 +48,25 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
-    report = yield
-    if report.when == "call":  # type: ignore[attr-defined]
-        item.stash[_FAILED] = report.failed  # type: ignore[attr-defined]
-    return report
-
-
-_FAILED = pytest.StashKey[bool]()
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's page, as it was, saved and named in the failure report."""
+    report: pytest.TestReport = yield  # type: ignore[misc]
+    page = getattr(item, "funcargs", {}).get("page")
+    if report.when == "call" and report.failed and page is not None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shot = SCREENSHOTS / (re.sub(r"[^\w.-]", "_", item.name) + ".png")
+        page.screenshot(path=str(shot), full_page=True)
+        report.sections.append(("screenshot", f"the page at the failure: {shot}"))
+    return report  # type: ignore[return-value]
 
 
 @pytest.fixture
-def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(30_000)
     expect.set_options(timeout=30_000)  # a 2-core machine may be busy with other tests
     yield page
-    if request.node.stash.get(_FAILED, False):
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shot = SCREENSHOTS / (re.sub(r"[^\w.-]", "_", request.node.name) + ".png")
-        page.screenshot(path=str(shot), full_page=True)
-        print(f"screenshot of the failed page: {shot}")
     context.close()
 
 

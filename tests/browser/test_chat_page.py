@@ -123,10 +123,73 @@ def test_context_length_errors_are_shown_and_trimming_recovers(
     failed = page.locator(ANSWER).last
     expect(failed).to_have_attribute("data-state", "error")
     expect(failed.locator(".error-text")).to_contain_text("maximum context length")
-    page.click("#trim")
+    page.locator(".trim").click()
     answer = page.locator(ANSWER).last
     expect(answer).to_have_attribute("data-state", "done")
     expect(page.locator(".error")).to_have_count(0)
+
+
+def test_enter_that_confirms_an_input_method_candidate_does_not_send(
+    page: Page, page_server: LiveServer
+) -> None:
+    open_chat(page, page_server)
+    page.fill("#input", "ni hao")
+    page.evaluate(
+        """() => document.getElementById("input").dispatchEvent(new KeyboardEvent(
+            "keydown", {key: "Enter", isComposing: true, bubbles: true, cancelable: true}))"""
+    )
+    page.wait_for_timeout(300)
+    expect(page.locator(".message")).to_have_count(0)
+    expect(page.locator("#input")).to_have_value("ni hao")
+    page.press("#input", "Enter")  # a plain Enter sends
+    expect(page.locator(".message.user")).to_have_count(1)
+
+
+def test_a_refused_request_gives_the_message_back_and_leaves_no_turn(
+    page: Page, page_server: LiveServer
+) -> None:
+    bodies: list[dict[str, object]] = []
+    page.on(
+        "request",
+        lambda request: (
+            bodies.append(request.post_data_json)
+            if request.url.endswith("/v1/chat/completions")
+            else None
+        ),
+    )
+    open_chat(page, page_server, max_tokens=4)
+    page.fill("#temperature", "5")  # out of range: the server answers 400
+    say(page, "Too hot")
+    expect(page.locator(".message .error-text")).to_contain_text("temperature")
+    expect(page.locator("#input")).to_have_value("Too hot")
+    expect(page.locator(".message.user")).to_have_count(0)
+    page.fill("#temperature", "0")
+    page.click("#send")
+    expect(page.locator(ANSWER).last).to_have_attribute("data-state", "done")
+    expect(page.locator(".error")).to_have_count(0)
+    assert [m["role"] for m in bodies[-1]["messages"]] == ["user"]  # type: ignore[index]
+
+
+def test_new_chat_during_a_reply_forgets_it(page: Page, page_server: LiveServer) -> None:
+    bodies: list[dict[str, object]] = []
+    page.on(
+        "request",
+        lambda request: (
+            bodies.append(request.post_data_json)
+            if request.url.endswith("/v1/chat/completions")
+            else None
+        ),
+    )
+    open_chat(page, page_server, max_tokens=500)
+    say(page, "Write a long story about a river.")
+    expect(page.locator(ANSWER).last.locator(".content")).not_to_be_empty()
+    page.click("#clear")
+    expect(page.locator(".message")).to_have_count(0)
+    expect(page.locator("#send")).to_be_enabled()
+    page.fill("#max-tokens", "4")
+    say(page, "Hi")
+    expect(page.locator(ANSWER).last).to_have_attribute("data-state", "done")
+    assert [m["role"] for m in bodies[-1]["messages"]] == ["user"]  # type: ignore[index]
 
 
 @pytest.fixture(scope="module")
@@ -144,10 +207,23 @@ def test_with_api_keys_the_page_asks_for_one(page: Page, keyed_server: LiveServe
     page.fill("#key-input", "page-secret")
     page.click("#key-save")
     expect(page.locator("#model")).to_have_text(keyed_server.engine.model_id)
+    page.reload()  # the key is kept for the tab's session
+    expect(page.locator("#model")).to_have_text(keyed_server.engine.model_id)
+    expect(dialog).to_be_hidden()
     page.locator("#settings summary").click()
     page.fill("#max-tokens", "4")
     say(page, "Hi")
     expect(page.locator(ANSWER).last).to_have_attribute("data-state", "done")
+
+
+def test_dismissing_the_key_dialog_says_a_key_is_needed(
+    page: Page, keyed_server: LiveServer
+) -> None:
+    page.goto(keyed_server.root + "/")
+    expect(page.locator("#key-dialog")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#model")).to_have_text("This server needs an API key.")
+    expect(page.locator("#key-dialog")).to_be_hidden()
 
 
 def test_the_page_can_be_turned_off(model_path: Path) -> None:
