@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import Any
 
 import anyio
@@ -20,7 +21,7 @@ from app.access_log import request_stats
 from app.engine.base import Engine, TextDelta
 from app.engine.grammar import grammar_for
 from app.metrics import Metrics
-from app.serving.fanout import ChoiceResult, IndexedEvent, submit_all
+from app.serving.fanout import ChoiceResult, IndexedEvent, submit_all, usage_part
 from app.serving.stream import collect_all, first_then_rest, sse_body
 from config.settings import Settings
 from conversion.errors import InvalidRequestError
@@ -59,17 +60,22 @@ def _with_tools(params: GenerationParams, plan: ToolPlan | None) -> GenerationPa
     return dataclasses.replace(params, json_schema=call_schema(plan), schema_param="tools")
 
 
-def _messages(body: ChatCompletionRequest, plan: ToolPlan | None, native: bool) -> list[Any]:
-    """Template messages; without template tool support the tools are described in
-    the system message."""
+def _template_inputs(
+    body: ChatCompletionRequest, plan: ToolPlan | None, native: bool
+) -> tuple[list[Any], list[dict[str, Any]] | None]:
+    """Messages and tools for the chat template: a template that renders tools gets
+    them as they are; otherwise they are described in the system message."""
     messages = to_template_messages(body.messages, native_tools=native)
-    if plan is not None and not native:
-        instructions = tool_instructions(plan)
-        if messages and messages[0]["role"] == "system":
-            messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{instructions}"}
-        else:
-            messages.insert(0, {"role": "system", "content": instructions})
-    return messages
+    if plan is None:
+        return messages, None
+    if native:
+        return messages, [{"type": "function", "function": asdict(f)} for f in plan.functions]
+    instructions = tool_instructions(plan)
+    if messages and messages[0]["role"] == "system":
+        messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{instructions}"}
+    else:
+        messages.insert(0, {"role": "system", "content": instructions})
+    return messages, None
 
 
 def _reply(result: ChoiceResult, plan: ToolPlan | None, logprobs: bool) -> ChoiceReply:
@@ -110,7 +116,7 @@ async def _chunks(
         elif rest or tokens:
             yield chunks.content(rest, index, tokens)
         yield chunks.finish(finish_reason, index)
-        finished.append((0, item.prompt_tokens, item.completion_tokens, item.cached_tokens))
+        finished.append(usage_part(item))
     if chunks.include_usage:
         yield chunks.usage(combined_usage(finished))
 
@@ -131,12 +137,7 @@ async def create_chat_completion(
         params = dataclasses.replace(
             params, grammar=grammar_for(params.json_schema, params.schema_param)
         )
-    messages = _messages(body, plan, engine.renders_tools)
-    tools = (
-        [{"type": "function", "function": dataclasses.asdict(f)} for f in plan.functions]
-        if plan and engine.renders_tools
-        else None
-    )
+    messages, tools = _template_inputs(body, plan, engine.renders_tools)
     prompt = await anyio.to_thread.run_sync(engine.tokenize_chat, messages, tools)
     if not prompt.tokens:
         raise InvalidRequestError(
@@ -157,13 +158,10 @@ async def create_chat_completion(
     logprobs = params.logprobs is not None
     if not body.stream:
         results = await collect_all(request, fanout, stats, metrics)
-        finished = [r.finished for r in results if r.finished is not None]
         return to_chat_completion(
             model=engine.model_id,
             choices=[_reply(r, plan, logprobs) for r in results],
-            usage=combined_usage(
-                [(0, f.prompt_tokens, f.completion_tokens, f.cached_tokens) for f in finished]
-            ),
+            usage=combined_usage([usage_part(r.finished) for r in results if r.finished]),
         )
     events = await first_then_rest(request, fanout, stats, metrics)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -14,9 +14,9 @@ import anyio
 from litestar import Request
 
 from app.access_log import request_stats
-from app.engine.base import Engine, Finished, TextDelta
+from app.engine.base import Engine, Finished, GenerationEvent, TextDelta
 from app.metrics import Metrics
-from app.serving.fanout import Fanout, IndexedEvent, submit_all
+from app.serving.fanout import Fanout, IndexedEvent, submit_all, usage_part
 from app.serving.stream import collect_all, first_then_rest, sse_body
 from config.settings import Settings
 from conversion.completion_wire import Completion, CompletionRequest
@@ -31,7 +31,6 @@ from conversion.errors import InvalidRequestError
 from conversion.limits import apply_limits, check_choices, check_max_tokens, check_stop_lengths
 from conversion.requests import check_context_length, per_choice
 from conversion.responses import combined_usage
-from conversion.wire import Usage
 
 __all__ = ("create_completion",)
 
@@ -62,8 +61,18 @@ async def _read(engine: Engine, prompt: str | list[int], index: int, count: int)
     return _Prompt(tokens, text)
 
 
-def _usage(prompts: list[_Prompt], parts: list[tuple[int, int, int, int]]) -> Usage:
-    return combined_usage(parts or [(i, len(p.tokens), 0, 0) for i, p in enumerate(prompts)])
+class _NothingToGenerate:
+    """The `Generation` of a choice that asks for 0 tokens (e.g. `echo` only): it ends at
+    once as `length`, with no model work, and flows through the same path as others."""
+
+    def __init__(self, prompt_tokens: int) -> None:
+        self._prompt_tokens = prompt_tokens
+
+    async def events(self) -> AsyncIterator[GenerationEvent]:
+        yield Finished("length", self._prompt_tokens, 0)
+
+    def cancel(self) -> None:
+        pass
 
 
 async def _chunks(
@@ -83,9 +92,9 @@ async def _chunks(
             yield chunks.text(item.text, index, item.logprobs if logprobs else None)
             continue
         yield chunks.finish(item.finish_reason, index)
-        parts.append((index // n, item.prompt_tokens, item.completion_tokens, item.cached_tokens))
+        parts.append(usage_part(item, index // n))
     if chunks.include_usage:
-        yield chunks.usage(_usage(prompts, parts))
+        yield chunks.usage(combined_usage(parts))
 
 
 async def create_completion(
@@ -105,27 +114,15 @@ async def create_completion(
     params = apply_limits(to_legacy_params(body, settings.sampling), settings.limits)
     prompts = [await _read(engine, p, i, len(raw)) for i, p in enumerate(raw)]
     echo, logprobs = bool(body.echo), params.logprobs is not None
-    if params.max_tokens == 0:  # e.g. echo only: nothing to generate
-        fanout = Fanout([])
-        lengths: list[IndexedEvent] = [
-            (i, Finished("length", len(prompts[i // n].tokens), 0)) for i in range(len(prompts) * n)
-        ]
-        if body.stream:
-            events = _events(lengths)
-            chunks = CompletionChunks(engine.model_id, _include_usage(body))
-            return sse_body(_chunks(chunks, events, prompts, n, echo, logprobs), fanout)
-        replies = [
-            LegacyReply(prompts[i // n].text if echo else "", "length", [] if logprobs else None)
-            for i in range(len(prompts) * n)
-        ]
-        return to_completion(model=engine.model_id, choices=replies, usage=_usage(prompts, []))
     jobs = [(p.tokens, choice) for p in prompts for choice in per_choice(params, n)]
-    fanout = submit_all(engine, jobs)
+    if params.max_tokens == 0:
+        fanout = Fanout([_NothingToGenerate(len(tokens)) for tokens, _ in jobs])
+    else:
+        fanout = submit_all(engine, jobs)
     stats = request_stats(request.scope)
     if not body.stream:
         results = await collect_all(request, fanout, stats, metrics)
-        replies = []
-        parts = []
+        replies, parts = [], []
         for index, result in enumerate(results):
             assert result.finished is not None
             echoed = prompts[index // n].text if echo else ""
@@ -137,9 +134,8 @@ async def create_completion(
                     len(echoed),
                 )
             )
-            f = result.finished
-            parts.append((index // n, f.prompt_tokens, f.completion_tokens, f.cached_tokens))
-        return to_completion(model=engine.model_id, choices=replies, usage=_usage(prompts, parts))
+            parts.append(usage_part(result.finished, index // n))
+        return to_completion(model=engine.model_id, choices=replies, usage=combined_usage(parts))
     events = await first_then_rest(request, fanout, stats, metrics)
     chunks = CompletionChunks(engine.model_id, _include_usage(body))
     return sse_body(_chunks(chunks, events, prompts, n, echo, logprobs), fanout)
@@ -147,8 +143,3 @@ async def create_completion(
 
 def _include_usage(body: CompletionRequest) -> bool:
     return bool(body.stream_options and body.stream_options.include_usage)
-
-
-async def _events(items: list[IndexedEvent]) -> AsyncIterator[IndexedEvent]:
-    for item in items:
-        yield item

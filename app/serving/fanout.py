@@ -19,7 +19,7 @@ from app.metrics import Metrics, RequestStats, observe
 from conversion.logprobs import TokenLogprob
 from conversion.requests import GenerationParams
 
-__all__ = ("ChoiceResult", "Fanout", "collect", "submit_all")
+__all__ = ("ChoiceResult", "Fanout", "collect", "submit_all", "usage_part")
 
 IndexedEvent = tuple[int, GenerationEvent]
 
@@ -82,6 +82,11 @@ class Fanout:
             self.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def usage_part(finished: Finished, prompt: int = 0) -> tuple[int, int, int, int]:
+    """One generation's entry for `conversion.responses.combined_usage`."""
+    return (prompt, finished.prompt_tokens, finished.completion_tokens, finished.cached_tokens)
 
 
 def submit_all(engine: Engine, jobs: Sequence[tuple[list[int], GenerationParams]]) -> Fanout:
