@@ -152,8 +152,16 @@ class Engine(Protocol):
         """
         ...
 
+    def check_params(self, params: GenerationParams) -> GenerationParams:
+        """The params to submit, with the grammar built from `json_schema`; an
+        `InvalidRequestError` for what only the model can judge (token ids outside the
+        vocabulary, a grammar llama.cpp cannot parse). Blocking: a large schema takes
+        a while, so run it in a worker thread, once per request, not per choice."""
+        ...
+
     def submit(self, prompt: list[int], params: GenerationParams) -> Generation:
-        """Queue a generation (FIFO); raise `ServerBusyError` when the queue is full."""
+        """Queue a generation (FIFO) with params from `check_params`; raise
+        `ServerBusyError` when the queue is full."""
         ...
 
     def start(self) -> None:

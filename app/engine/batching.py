@@ -18,6 +18,7 @@ The embedder is made at load and closed by the worker before the model is freed.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import threading
@@ -27,6 +28,7 @@ from typing import Any
 
 from app.engine.base import ChatPrompt, EngineState
 from app.engine.embedding import Embedder
+from app.engine.grammar import grammar_for
 from app.engine.jobs import JobHandle, JobQueue, JobRecord
 from app.engine.model import LoadedModel
 from app.engine.sampling import check_sampling
@@ -161,10 +163,18 @@ class BatchingEngine:
             )
         return self._embedder
 
+    def check_params(self, params: GenerationParams) -> GenerationParams:
+        if params.json_schema is not None and params.grammar is None:
+            grammar = grammar_for(params.json_schema, params.schema_param)
+            params = dataclasses.replace(params, grammar=grammar)
+        with self._model_lock:
+            self.check_ready()
+            assert self._model is not None
+            check_sampling(params, self._model.n_vocab, self._model.vocab)
+        return params
+
     def submit(self, prompt: list[int], params: GenerationParams) -> JobHandle:
         self.check_ready()
-        assert self._model is not None
-        check_sampling(params, self._model.n_vocab, self._model.vocab)
         return self._queue.submit(prompt, params)
 
     def drain(self, grace: float) -> None:

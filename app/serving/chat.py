@@ -19,7 +19,6 @@ from litestar import Request
 
 from app.access_log import request_stats
 from app.engine.base import Engine, TextDelta
-from app.engine.grammar import grammar_for
 from app.metrics import Metrics
 from app.serving.fanout import ChoiceResult, IndexedEvent, submit_all, usage_part
 from app.serving.stream import collect_all, first_then_rest, sse_body
@@ -132,11 +131,7 @@ async def create_chat_completion(
     check_limits(body, settings.limits)
     params = apply_limits(to_generation_params(body, settings.sampling), settings.limits)
     plan = plan_tools(body.tools, body.tool_choice)
-    params = _with_tools(params, plan)
-    if params.json_schema is not None:
-        params = dataclasses.replace(
-            params, grammar=grammar_for(params.json_schema, params.schema_param)
-        )
+    params = await anyio.to_thread.run_sync(engine.check_params, _with_tools(params, plan))
     messages, tools = _template_inputs(body, plan, engine.renders_tools)
     prompt = await anyio.to_thread.run_sync(engine.tokenize_chat, messages, tools)
     if not prompt.tokens:

@@ -112,6 +112,7 @@ async def create_completion(
     check_max_tokens("max_tokens", body.max_tokens, settings.limits)
     check_stop_lengths(body.stop, settings.limits)
     params = apply_limits(to_legacy_params(body, settings.sampling), settings.limits)
+    params = await anyio.to_thread.run_sync(engine.check_params, params)
     prompts = [await _read(engine, p, i, len(raw)) for i, p in enumerate(raw)]
     echo, logprobs = bool(body.echo), params.logprobs is not None
     jobs = [(p.tokens, choice) for p in prompts for choice in per_choice(params, n)]

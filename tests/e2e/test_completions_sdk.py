@@ -149,6 +149,7 @@ async def test_the_async_client_streams_completions(live: LiveServer) -> None:
         ({"prompt": "x", "n": 9}, "n"),
         ({"prompt": ["x"] * 5, "n": 2}, "n"),
         ({"prompt": "x", "temperature": 3}, "temperature"),
+        ({"prompt": "x", "logit_bias": {"999999": 5}}, "logit_bias"),
         ({"prompt": "x" * 20000}, "prompt"),
     ],
 )
