@@ -8,14 +8,16 @@ after the first byte cannot change the status any more, so it is sent in-band as
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.response import Stream
 
 from app.errors import to_openai_error
 
-__all__ = ("DONE", "MEDIA_TYPE", "error_event", "event", "sse_response")
+__all__ = ("DONE", "MEDIA_TYPE", "StreamingOperation", "error_event", "event", "sse_response")
 
 MEDIA_TYPE = "text/event-stream"
 DONE = b"data: [DONE]\n\n"
@@ -37,3 +39,25 @@ def sse_response(body: AsyncIterator[bytes]) -> Stream:
         media_type=MEDIA_TYPE,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+@dataclass
+class StreamingOperation(Operation):
+    """The OpenAPI operation of a route that answers JSON, or SSE when `stream` is true:
+    its 200 response documents both media types (the schema is what clients and
+    fuzzers such as schemathesis check answers against)."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse):
+            ok.content = {
+                **(ok.content or {}),
+                MEDIA_TYPE: OpenAPIMediaType(
+                    schema=Schema(  # one event: a JSON chunk, or the closing [DONE]
+                        type=OpenAPIType.OBJECT,
+                        properties={"data": Schema(type=OpenAPIType.STRING)},
+                        required=["data"],
+                        description="Each event's `data` is a JSON chunk; the last is [DONE]",
+                    )
+                ),
+            }

@@ -16,7 +16,7 @@ from app.engine.base import Engine
 from app.errors import error_responses
 from app.metrics import Metrics
 from app.serving import create_chat_completion
-from app.sse import sse_response
+from app.sse import StreamingOperation, sse_response
 from config.settings import Settings
 from conversion.wire import ChatCompletion, ChatCompletionRequest
 
@@ -40,6 +40,7 @@ async def _log_unknown_fields(request: Request[Any, Any, Any]) -> None:
     "/chat/completions",
     status_code=HTTP_200_OK,
     responses=error_responses(400, 401, 413, 500, 503),
+    operation_class=StreamingOperation,
 )
 async def chat_completions(
     request: Request[Any, Any, Any],

@@ -14,14 +14,19 @@ from app.engine.base import Engine
 from app.errors import error_responses
 from app.metrics import Metrics
 from app.serving.completions import create_completion
-from app.sse import sse_response
+from app.sse import StreamingOperation, sse_response
 from config.settings import Settings
 from conversion.completion_wire import Completion, CompletionRequest
 
 __all__ = ("completions",)
 
 
-@post("/completions", status_code=HTTP_200_OK, responses=error_responses(400, 401, 413, 500, 503))
+@post(
+    "/completions",
+    status_code=HTTP_200_OK,
+    responses=error_responses(400, 401, 413, 500, 503),
+    operation_class=StreamingOperation,
+)
 async def completions(
     request: Request[Any, Any, Any],
     data: JSONBody[CompletionRequest],

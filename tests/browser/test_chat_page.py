@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,20 @@ def open_chat(page: Page, server: LiveServer, *, max_tokens: int = 24) -> None:
     page.locator("#settings summary").click()
     page.fill("#max-tokens", str(max_tokens))
     page.fill("#temperature", "0")
+
+
+def chat_requests(page: Page) -> list[Any]:
+    """The bodies the page sends to /v1/chat/completions, as it sends them."""
+    bodies: list[Any] = []
+    page.on(
+        "request",
+        lambda request: (
+            bodies.append(request.post_data_json)
+            if request.url.endswith("/v1/chat/completions")
+            else None
+        ),
+    )
+    return bodies
 
 
 def say(page: Page, text: str) -> None:
@@ -92,23 +107,15 @@ def test_a_reload_starts_an_empty_chat(page: Page, page_server: LiveServer) -> N
 def test_the_conversation_is_sent_whole_and_the_system_prompt_used(
     page: Page, page_server: LiveServer
 ) -> None:
-    bodies: list[dict[str, object]] = []
-    page.on(
-        "request",
-        lambda request: (
-            bodies.append(request.post_data_json)
-            if request.url.endswith("/v1/chat/completions")
-            else None
-        ),
-    )
+    bodies = chat_requests(page)
     open_chat(page, page_server, max_tokens=4)
     page.fill("#system", "You are terse.")
     for text in ("First question", "Second question"):
         say(page, text)
         expect(page.locator(ANSWER).last).to_have_attribute("data-state", "done")
-    roles = [m["role"] for m in bodies[-1]["messages"]]  # type: ignore[index, union-attr]
+    roles = [m["role"] for m in bodies[-1]["messages"]]
     assert roles == ["system", "user", "assistant", "user"]
-    assert bodies[-1]["messages"][0]["content"] == "You are terse."  # type: ignore[index]
+    assert bodies[-1]["messages"][0]["content"] == "You are terse."
     assert bodies[-1]["max_tokens"] == 4
     assert bodies[-1]["temperature"] == 0
 
@@ -148,15 +155,7 @@ def test_enter_that_confirms_an_input_method_candidate_does_not_send(
 def test_a_refused_request_gives_the_message_back_and_leaves_no_turn(
     page: Page, page_server: LiveServer
 ) -> None:
-    bodies: list[dict[str, object]] = []
-    page.on(
-        "request",
-        lambda request: (
-            bodies.append(request.post_data_json)
-            if request.url.endswith("/v1/chat/completions")
-            else None
-        ),
-    )
+    bodies = chat_requests(page)
     open_chat(page, page_server, max_tokens=4)
     page.fill("#temperature", "5")  # out of range: the server answers 400
     say(page, "Too hot")
@@ -167,19 +166,11 @@ def test_a_refused_request_gives_the_message_back_and_leaves_no_turn(
     page.click("#send")
     expect(page.locator(ANSWER).last).to_have_attribute("data-state", "done")
     expect(page.locator(".error")).to_have_count(0)
-    assert [m["role"] for m in bodies[-1]["messages"]] == ["user"]  # type: ignore[index]
+    assert [m["role"] for m in bodies[-1]["messages"]] == ["user"]
 
 
 def test_new_chat_during_a_reply_forgets_it(page: Page, page_server: LiveServer) -> None:
-    bodies: list[dict[str, object]] = []
-    page.on(
-        "request",
-        lambda request: (
-            bodies.append(request.post_data_json)
-            if request.url.endswith("/v1/chat/completions")
-            else None
-        ),
-    )
+    bodies = chat_requests(page)
     open_chat(page, page_server, max_tokens=500)
     say(page, "Write a long story about a river.")
     expect(page.locator(ANSWER).last.locator(".content")).not_to_be_empty()
@@ -189,7 +180,7 @@ def test_new_chat_during_a_reply_forgets_it(page: Page, page_server: LiveServer)
     page.fill("#max-tokens", "4")
     say(page, "Hi")
     expect(page.locator(ANSWER).last).to_have_attribute("data-state", "done")
-    assert [m["role"] for m in bodies[-1]["messages"]] == ["user"]  # type: ignore[index]
+    assert [m["role"] for m in bodies[-1]["messages"]] == ["user"]
 
 
 @pytest.fixture(scope="module")
