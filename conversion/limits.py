@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from config.settings import LimitSettings
+from conversion.completion_wire import CompletionRequest
 from conversion.errors import InvalidRequestError
 from conversion.requests import GenerationParams
 from conversion.wire import ChatCompletionRequest
@@ -17,6 +18,7 @@ from conversion.wire import ChatCompletionRequest
 __all__ = (
     "apply_limits",
     "check_choices",
+    "check_completion_limits",
     "check_limits",
     "check_max_tokens",
     "check_stop_lengths",
@@ -51,6 +53,14 @@ def check_limits(req: ChatCompletionRequest, limits: LimitSettings) -> None:
             param="messages",
         )
     check_max_tokens("max_completion_tokens", req.max_completion_tokens, limits)
+    check_max_tokens("max_tokens", req.max_tokens, limits)
+    check_stop_lengths(req.stop, limits)
+
+
+def check_completion_limits(req: CompletionRequest, prompts: int, limits: LimitSettings) -> None:
+    """`check_limits` for a legacy completion of `prompts` prompts, n choices each."""
+    n = req.n or 1
+    check_choices(prompts * n, limits, "n" if n > 1 else "prompt")
     check_max_tokens("max_tokens", req.max_tokens, limits)
     check_stop_lengths(req.stop, limits)
 

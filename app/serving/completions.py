@@ -28,7 +28,7 @@ from conversion.completions import (
     to_legacy_params,
 )
 from conversion.errors import InvalidRequestError
-from conversion.limits import apply_limits, check_choices, check_max_tokens, check_stop_lengths
+from conversion.limits import apply_limits, check_completion_limits
 from conversion.requests import check_context_length, per_choice
 from conversion.responses import combined_usage
 
@@ -108,9 +108,7 @@ async def create_completion(
     engine.check_ready()
     raw = legacy_prompts(body.prompt)
     n = body.n or 1
-    check_choices(len(raw) * n, settings.limits, "n" if n > 1 else "prompt")
-    check_max_tokens("max_tokens", body.max_tokens, settings.limits)
-    check_stop_lengths(body.stop, settings.limits)
+    check_completion_limits(body, len(raw), settings.limits)
     params = apply_limits(to_legacy_params(body, settings.sampling), settings.limits)
     params = await anyio.to_thread.run_sync(engine.check_params, params)
     prompts = [await _read(engine, p, i, len(raw)) for i, p in enumerate(raw)]
