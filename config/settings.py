@@ -72,6 +72,12 @@ class ModelSettings(ConfigModel, frozen=True):
     template stored in the GGUF file."""
     chat_template_file: str | None = None
     """Path of a Jinja chat template to use instead of the GGUF's own."""
+    amx_kernels: bool = False
+    """Let ggml's AMX kernels run when the installed llama.cpp has them compiled in. Off:
+    the model loads without llama.cpp's extra buffer types, the only way weights reach
+    them, because in the llama.cpp of llama-cpp-python 0.3.36 they crash Intel CPUs
+    with AMX ("Illegal instruction"). `scripts/dev.py` builds without them; turn this
+    on only with a llama.cpp where that is fixed."""
     embeddings: bool = True
     """Serve `/v1/embeddings` from the same GGUF: the mean of its last hidden states,
     normalized to unit length. Its first use costs one more context (one sequence of KV

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from config.settings import SamplingDefaults
 from conversion.errors import ContextLengthExceededError, InvalidRequestError
+from conversion.json_schema import check_schema
 from conversion.wire import ChatCompletionRequest
 
 __all__ = (
@@ -163,6 +164,9 @@ def _json_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | Non
                 "response_format json_schema.schema must be a JSON schema object.",
                 param="response_format.json_schema.schema",
             )
+        check_schema(
+            schema, "response_format.json_schema.schema", strict=spec.get("strict") is True
+        )
         return schema
     raise InvalidRequestError(
         f"response_format type {kind!r} is not supported; use 'text', 'json_object' or "

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from conversion.errors import InvalidRequestError
+from conversion.json_schema import check_schema
 
 __all__ = (
     "ParsedCall",
@@ -33,8 +34,10 @@ __all__ = (
     "ToolPlan",
     "call_as_text",
     "call_schema",
+    "function_from_spec",
     "new_call_id",
     "parse_tool_calls",
+    "plan_functions",
     "plan_tools",
     "tool_instructions",
 )
@@ -49,6 +52,10 @@ class Function:
     name: str
     description: str
     parameters: dict[str, Any]
+    strict: bool = False
+    """The client asked that arguments always match `parameters`."""
+    param: str = "tools"
+    """Where `parameters` sits in the request, for errors about it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,29 +86,56 @@ def _function(tool: Any, index: int) -> Function:
         raise InvalidRequestError(
             "Each tool must be {'type': 'function', 'function': {...}}.", param=f"{where}.type"
         )
-    spec = tool.get("function")
+    return function_from_spec(tool.get("function"), f"{where}.function")
+
+
+def function_from_spec(spec: Any, where: str) -> Function:
+    """A function tool from its `{name, description, parameters, strict}` fields, which
+    chat nests under `function` and the Responses API puts on the tool itself."""
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-        raise InvalidRequestError("A tool needs a function name.", param=f"{where}.function.name")
+        raise InvalidRequestError("A tool needs a function name.", param=f"{where}.name")
     name = spec["name"]
     if not _NAME.fullmatch(name):
         raise InvalidRequestError(
             f"Invalid function name {name!r}: use letters, digits, '_' and '-', at most 64.",
-            param=f"{where}.function.name",
+            param=f"{where}.name",
         )
-    parameters = spec.get("parameters", {"type": "object", "properties": {}})
+    parameters = spec.get("parameters") or {"type": "object", "properties": {}}
     if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
         raise InvalidRequestError(
             "A function's parameters must be a JSON schema of an object (arguments are "
             "a JSON object).",
-            param=f"{where}.function.parameters",
+            param=f"{where}.parameters",
         )
     description = spec.get("description", "")
-    return Function(name, description if isinstance(description, str) else "", parameters)
+    return Function(
+        name,
+        description if isinstance(description, str) else "",
+        parameters,
+        strict=spec.get("strict") is True,
+        param=f"{where}.parameters",
+    )
 
 
 def plan_tools(tools: list[dict[str, Any]] | None, tool_choice: Any) -> ToolPlan | None:
-    """Validate `tools` and `tool_choice`; None when the reply is plain content."""
+    """Validate chat's `tools` and `tool_choice`; None when the reply is plain content."""
     functions = tuple(_function(tool, i) for i, tool in enumerate(tools or ()))
+    return plan_functions(functions, tool_choice)
+
+
+def plan_functions(functions: tuple[Function, ...], tool_choice: Any) -> ToolPlan | None:
+    """The plan for validated functions and a `tool_choice` already in chat's shape.
+    Parameters a grammar will enforce (forced calls), and those of strict functions,
+    are checked here (`check_schema`), so what cannot be honoured is a 400 with a path."""
+    plan = _plan(functions, tool_choice)
+    forced = plan.allowed if plan is not None and plan.mode == "required" else ()
+    for f in functions:
+        if f.strict or f in forced:
+            check_schema(f.parameters, f.param, strict=f.strict)
+    return plan
+
+
+def _plan(functions: tuple[Function, ...], tool_choice: Any) -> ToolPlan | None:
     names = [f.name for f in functions]
     if len(set(names)) != len(names):
         raise InvalidRequestError("Function names must be unique.", param="tools")

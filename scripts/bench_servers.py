@@ -4,7 +4,8 @@ Every server runs the same GGUF with the same threads and per-sequence context, 
 free loopback port, as a child process whose resident memory we sample (psutil, so
 the harness runs on macOS and Windows too). llama.cpp's `llama-server` is built once
 from the llama.cpp sources vendored in the llama-cpp-python sdist of the installed
-version, so both sides run the very same kernels; the build is cached outside the repo.
+version, with the same compiler flags (`llama_build`), so both sides run the very same
+kernels; the build is cached outside the repo, keyed by version and flags.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import llama_build
 import psutil  # type: ignore[import-untyped]
 
 __all__ = (
@@ -34,6 +36,7 @@ __all__ = (
     "ServerSpec",
     "build_llama_server",
     "free_port",
+    "llama_server_commands",
     "start_server",
 )
 
@@ -60,19 +63,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "llm-service"
-
-
 def build_llama_server(log: Path | None = None) -> Path:
     """`llama-server` built from the installed llama-cpp-python's sdist, cached.
 
+    It is compiled with the same recipe as the Python bindings (`llama_build`: native
+    CPU kernels without AMX, the same backend), so both sides of a comparison run the
+    same kernels; the cache folder is named by the recipe's key, flags included.
     Raises RuntimeError with the reason when it cannot be built (no cmake or compiler,
     no sdist); the caller skips that server.
     """
-    version = importlib.metadata.version("llama-cpp-python")
-    target = cache_dir() / f"llama-server-{version}"
+    recipe = llama_build.recipe_from_env(version=importlib.metadata.version("llama-cpp-python"))
+    target = llama_build.cache_dir() / f"llama-server-{recipe.key}"
     binary = target / "bin" / ("llama-server.exe" if os.name == "nt" else "llama-server")
     if binary.exists():
         return binary
@@ -81,18 +82,38 @@ def build_llama_server(log: Path | None = None) -> Path:
         raise RuntimeError("cmake is not installed")
     target.mkdir(parents=True, exist_ok=True)
     try:
-        _build(version, cmake, binary, log)
+        _build(recipe, cmake, binary, log)
     except (subprocess.CalledProcessError, StopIteration, OSError, tarfile.TarError) as exc:
         raise RuntimeError(f"building llama-server failed: {exc!r}") from exc
     return binary
 
 
-def _build(version: str, cmake: str, binary: Path, log: Path | None) -> None:
+def llama_server_commands(
+    recipe: llama_build.BuildRecipe, cmake: str, source: Path, build: Path
+) -> list[list[str]]:
+    """The CMake configure and build commands for `llama-server` (run with
+    `recipe.environment()`, which carries the compiler flags)."""
+    return [
+        [
+            *(cmake, "-S", str(source), "-B", str(build)),
+            *("-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF"),
+            *("-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_BUILD_TESTS=OFF"),
+            *("-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=ON"),
+            *recipe.cmake_args,
+        ],
+        [
+            *(cmake, "--build", str(build), "--config", "Release"),
+            *("--target", "llama-server", "-j", str(os.cpu_count() or 2)),
+        ],
+    ]
+
+
+def _build(recipe: llama_build.BuildRecipe, cmake: str, binary: Path, log: Path | None) -> None:
     with tempfile.TemporaryDirectory(prefix="llama-sdist-") as tmp:
         subprocess.run(
             [
                 *(sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary"),
-                *(":all:", "-d", tmp, f"llama-cpp-python=={version}"),
+                *(":all:", "-d", tmp, f"llama-cpp-python=={recipe.version}"),
             ],
             check=True,
             capture_output=True,
@@ -104,19 +125,8 @@ def _build(version: str, cmake: str, binary: Path, log: Path | None) -> None:
         build = Path(tmp) / "build"
         out = log.open("ab") if log else subprocess.DEVNULL
         try:
-            for args in (
-                [
-                    *(cmake, "-S", str(source), "-B", str(build)),
-                    *("-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF"),
-                    *("-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_BUILD_TESTS=OFF"),
-                    *("-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=ON"),
-                ],
-                [
-                    *(cmake, "--build", str(build), "--config", "Release"),
-                    *("--target", "llama-server", "-j", str(os.cpu_count() or 2)),
-                ],
-            ):
-                subprocess.run(args, check=True, stdout=out, stderr=out)
+            for args in llama_server_commands(recipe, cmake, source, build):
+                subprocess.run(args, check=True, stdout=out, stderr=out, env=recipe.environment())
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()  # type: ignore[union-attr]

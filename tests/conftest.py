@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 
 import msgspec
@@ -13,6 +14,26 @@ from config.settings import LimitSettings, ServerSettings
 
 TEST_THREADS = 2
 """Set explicitly: tests must not depend on (or oversubscribe) the machine's cores."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The checks of the native library run first (the sort is stable)."""
+    items.sort(key=lambda item: item.get_closest_marker("native_library") is None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A library that fails those checks would crash later tests with SIGILL and take
+    pytest's report with it: stop the session here instead, with the reason."""
+    report = yield
+    if report.failed and item.get_closest_marker("native_library"):
+        item.session.shouldstop = (
+            "the llama.cpp library cannot run on this CPU; see the first failure for how "
+            "to rebuild it"
+        )
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -216,6 +216,7 @@ class BatchingEngine:
             threads,
             model.template.description,
         )
+        logger.info("llama.cpp system info: %s", model.system_info)
 
     def _work(self) -> None:
         """Load, run the decode loop until the queue closes, then free the slots, the

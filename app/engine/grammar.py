@@ -1,27 +1,103 @@
-"""JSON schemas -> llama.cpp GBNF grammars, for `response_format` and forced tool calls.
+"""JSON schemas -> llama.cpp GBNF grammars, for structured replies and forced tool calls.
 
-llama-cpp-python ships llama.cpp's JSON-schema converter (`json_schema_to_gbnf`); the
-grammar then constrains sampling so the reply can only be JSON that matches. Schema
-features the converter cannot express are the client's problem to hear about, as a 400
-naming the schema, before any model work.
+llama-cpp-python ships a Python port of llama.cpp's JSON-schema converter
+(`llama_cpp.llama_grammar.SchemaConverter`); the grammar then constrains sampling so the
+reply can only be JSON that matches. The port in 0.3.36 lags llama.cpp's own C++
+converter (`common/json-schema-to-grammar.cpp`) in ways that let invalid JSON through,
+so it is used with three small corrections, each checked by `tests/unit`-level tests
+that fail if the upstream rule they correct changes:
+
+1. `char`, one character inside a JSON string, is `[^"\\\\] | …` upstream: it admits the
+   raw control characters U+0000-U+001F, which JSON forbids inside strings (a model
+   did emit a raw newline there). The C++ converter's rule replaces it.
+2. Literals (property names, `enum` and `const` values, already JSON-encoded) are
+   escaped for GBNF without their backslashes, so a value holding `\\` or an escape
+   such as `\\n` would come out as different (or broken) JSON. The C++ converter
+   escapes backslashes too; so does this one.
+3. A `pattern` is turned into grammar rules over the string's raw text, where `.` and
+   negated classes `[^…]` would admit a raw `"`, `\\` or control character. Here they
+   exclude those (a pattern thus matches only characters that need no JSON escape).
+
+Schema features the converter cannot express reach the client as a 400 naming the
+schema, before any model work; `conversion/json_schema.py` has already refused, with
+their paths, the keywords a strict schema uses that no grammar here enforces.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from llama_cpp.llama_grammar import json_schema_to_gbnf
+from llama_cpp.llama_grammar import SchemaConverter
 
 from conversion.errors import InvalidRequestError
 
-__all__ = ("grammar_for",)
+__all__ = ("JSON_CHAR_RULE", "UPSTREAM_CHAR_RULE", "grammar_for")
+
+UPSTREAM_CHAR_RULE = (
+    r'[^"\\] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
+)
+"""llama-cpp-python 0.3.36's `char` rule, the one corrected (a test pins it)."""
+JSON_CHAR_RULE = r'[^"\\\x7F\x00-\x1F] | [\\] (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
+"""llama.cpp's C++ rule (which also keeps DEL out), plus the valid escape `\\/`."""
+_STRING_UNSAFE = r'"\\\x7F\x00-\x1F'
+"""What a negated class inside a JSON string must also exclude, in GBNF class syntax."""
+_LITERAL_ESCAPES = {"\r": "\\r", "\n": "\\n", '"': '\\"', "\\": "\\\\"}
+
+
+def _json_safe_negations(rule: str) -> str:
+    """Every negated class `[^…]` in `rule` (outside `"…"` literals) also excludes the
+    characters a JSON string cannot hold raw. In a JSON grammar a negated class only
+    ever matches inside a string, so this is always right; repeats are harmless."""
+    out: list[str] = []
+    i, n = 0, len(rule)
+    while i < n:
+        c = rule[i]
+        if c in '"[':  # copy a literal or a class whole, minding backslash escapes
+            close = '"' if c == '"' else "]"
+            j = i + 1
+            if c == "[" and rule.startswith("[^", i):
+                out.append("[^" + _STRING_UNSAFE)
+                j = i + 2
+            else:
+                out.append(c)
+            while j < n and rule[j] != close:
+                step = 2 if rule[j] == "\\" else 1
+                out.append(rule[j : j + step])
+                j += step
+            out.append(rule[j : j + 1])
+            i = j + 1
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+class _JsonSafeConverter(SchemaConverter):
+    """llama-cpp-python's converter with the corrections in the module docstring."""
+
+    def _format_literal(self, literal: str) -> str:
+        return '"' + re.sub(r'[\r\n"\\]', lambda m: _LITERAL_ESCAPES[m.group(0)], literal) + '"'
+
+    def _add_rule(self, name: str, rule: str) -> str:
+        if name == "char":  # only the primitive: schema names that clash get a suffix
+            rule = JSON_CHAR_RULE
+        elif name == "dot":  # a pattern's `.`: any character but line breaks
+            rule = r"[^\x0A\x0D]"
+        return str(super()._add_rule(name, _json_safe_negations(rule)))  # type: ignore[no-untyped-call]
 
 
 def grammar_for(schema: dict[str, Any], param: str) -> str:
     """`param`: the request field the schema came from, for the 400."""
     try:
-        return str(json_schema_to_gbnf(json.dumps(schema)))
+        converter = _JsonSafeConverter(  # type: ignore[no-untyped-call]
+            prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False
+        )
+        # resolve_refs rewrites `$ref`s in place: work on a copy of the request's schema
+        resolved = converter.resolve_refs(json.loads(json.dumps(schema)), "input")
+        converter.visit(resolved, "")  # type: ignore[no-untyped-call]
+        return str(converter.format_grammar())  # type: ignore[no-untyped-call]
     except Exception as exc:  # any failure of the converter: the schema is unusable
         raise InvalidRequestError(
             f"This JSON schema cannot be enforced: {exc}",

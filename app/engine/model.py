@@ -20,6 +20,7 @@ import time
 import llama_cpp
 from llama_cpp._internals import LlamaModel
 
+from app.engine.native import amx_guard_needed, system_info
 from app.engine.template import ChatTemplate
 from config.settings import ModelSettings
 from conversion.errors import InvalidRequestError
@@ -49,6 +50,10 @@ class LoadedModel:
         model_params.n_gpu_layers = (
             0x7FFFFFFF if settings.n_gpu_layers == -1 else settings.n_gpu_layers
         )
+        self.system_info = system_info()
+        self.amx_guard = amx_guard_needed(self.system_info, allow_amx=settings.amx_kernels)
+        if self.amx_guard:
+            model_params.use_extra_bufts = False
         self.model = LlamaModel(path_model=path, params=model_params, verbose=False)
         self.vocab = self.model.vocab
         self.n_vocab = self.model.n_vocab()

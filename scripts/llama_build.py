@@ -1,0 +1,230 @@
+"""How this project builds llama.cpp, for the Python bindings and for the bench's llama-server.
+
+llama-cpp-python ships only a source distribution, so every install compiles llama.cpp,
+and by default for the build machine's own CPU (`-march=native`). On an Intel Xeon with
+AMX (Sapphire Rapids and later), that compiles ggml's AMX matrix kernels, which crash
+with SIGILL ("Illegal instruction") in the llama.cpp that llama-cpp-python 0.3.36 vendors
+(llama.cpp pull request 26954). So the build here keeps `-march=native`, and with it the
+AVX2/AVX-512/VNNI kernels that make up the speed, but turns the three AMX extensions off:
+GCC and Clang let an explicit `-mno-…` win over what `-march` implies, in either order.
+All three are needed: GCC 12 still defines `__AMX_INT8__` after `-mno-amx-tile` alone.
+
+pip caches a wheel it built under the sdist's name, not under the flags it was built
+with, so a wheel built elsewhere would come back silently. The wheel is therefore built
+once into a cache this project owns, in a folder named by a key over everything that
+changes the binary: the llama-cpp-python version, the CMake arguments and compiler flags,
+the compiler, the CPU (what `native` means), the platform and the Python version. Later
+installs take it from there, in seconds. Only the standard library is used here, because
+`dev.py` runs this before the virtual environment has anything in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = (
+    "BACKENDS",
+    "LLAMA_CPP_PYTHON_VERSION",
+    "NO_AMX_FLAGS",
+    "BuildRecipe",
+    "CachedWheel",
+    "build_wheel",
+    "cache_dir",
+    "cached_wheel",
+    "recipe_from_env",
+)
+
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+"""The one version `dev.py` installs: the wheel cache and the bench's llama-server key on it."""
+
+NO_AMX_FLAGS = ("-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16")
+
+BACKENDS: dict[str, tuple[str, ...]] = {
+    "cpu": (),  # on Apple Silicon llama.cpp turns Metal on by itself
+    "cuda": ("-DGGML_CUDA=on",),
+    "vulkan": ("-DGGML_VULKAN=on",),
+}
+"""llama.cpp's CMake options per `LLM_SERVICE_LLAMA_BACKEND` value."""
+
+BACKEND_ENV = "LLM_SERVICE_LLAMA_BACKEND"
+EXTRA_CMAKE_ENV = "LLM_SERVICE_LLAMA_CMAKE_ARGS"
+
+
+def cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/llm-service` (or `~/.cache/…`; `%LOCALAPPDATA%\\llm-service` on
+    Windows): outside the repository, so a fresh clone reuses what was built before."""
+    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "llm-service"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "llm-service"
+
+
+def _is_x86_64(machine: str) -> bool:
+    return machine.lower() in {"x86_64", "amd64", "x64"}
+
+
+def cpu_fingerprint() -> str:
+    """What `-march=native` sees: the CPU's model and feature flags where the OS lists
+    them (Linux), else the processor name. A wheel built for one CPU may use
+    instructions another lacks, so a shared home folder must not hand it over."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        model, flags = "", ""
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            name, _, value = line.partition(":")
+            name = name.strip()
+            if name in {"model name", "Model", "CPU part"} and not model:
+                model = value.strip()
+            elif name in {"flags", "Features"} and not flags:
+                flags = " ".join(sorted(value.split()))
+        if model or flags:
+            return f"{model} | {flags}"
+    return f"{platform.machine()} | {platform.processor()}"
+
+
+@dataclass(frozen=True, slots=True)
+class BuildRecipe:
+    """Everything that decides what the compiled llama.cpp contains."""
+
+    version: str
+    backend: str
+    cmake_args: tuple[str, ...]
+    compiler_flags: tuple[str, ...]
+    compilers: tuple[str, str]
+    """`CC` and `CXX` as set in the environment ('' = the system default)."""
+    cpu: str
+    platform: str
+    python: str
+
+    @property
+    def key(self) -> str:
+        """Names the cache folder: the version, the backend, and a digest of the rest."""
+        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
+        return f"llama-cpp-python-{self.version}-{self.backend}-{digest.hexdigest()[:16]}"
+
+    def environment(self) -> dict[str, str]:
+        """The process environment for a build: these exact flags, nothing inherited."""
+        env = {**os.environ, "CMAKE_ARGS": shlex.join(self.cmake_args)}
+        flags = " ".join(self.compiler_flags)
+        env["CFLAGS"] = env["CXXFLAGS"] = flags
+        env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
+        # SOURCE_DATE_EPOCH silently switches llama.cpp's native build off
+        env.pop("SOURCE_DATE_EPOCH", None)
+        return env
+
+
+def recipe_from_env(
+    *,
+    version: str = LLAMA_CPP_PYTHON_VERSION,
+    environ: dict[str, str] | None = None,
+    machine: str | None = None,
+    system: str | None = None,
+) -> BuildRecipe:
+    """The recipe for this machine: the backend comes from `LLM_SERVICE_LLAMA_BACKEND`
+    (`cpu` by default), extra CMake arguments from `LLM_SERVICE_LLAMA_CMAKE_ARGS`.
+    A `CMAKE_ARGS`, `CFLAGS` or `CXXFLAGS` already set is not used: the recipe is
+    exactly what its key says."""
+    env = os.environ if environ is None else environ
+    machine = machine or platform.machine()
+    system = system or sys.platform
+    backend = env.get(BACKEND_ENV, "cpu").strip().lower() or "cpu"
+    if backend not in BACKENDS:
+        raise ValueError(f"{BACKEND_ENV}={backend!r}: choose one of {', '.join(BACKENDS)}")
+    cmake_args = (
+        "-DGGML_NATIVE=ON",
+        *BACKENDS[backend],
+        *shlex.split(env.get(EXTRA_CMAKE_ENV, "")),
+    )
+    # GCC and Clang on x86-64; MSVC takes no -m flags and enables no AMX under native
+    flags = NO_AMX_FLAGS if _is_x86_64(machine) and system != "win32" else ()
+    return BuildRecipe(
+        version=version,
+        backend=backend,
+        cmake_args=cmake_args,
+        compiler_flags=flags,
+        compilers=(env.get("CC", ""), env.get("CXX", "")),
+        cpu=cpu_fingerprint(),
+        platform=f"{system}-{machine}",
+        python=f"{sys.version_info.major}.{sys.version_info.minor}",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CachedWheel:
+    folder: Path
+    wheel: Path
+
+    @property
+    def url(self) -> str:
+        """What pip records in the installed distribution's `direct_url.json`."""
+        return self.wheel.resolve().as_uri()
+
+
+def cached_wheel(recipe: BuildRecipe) -> CachedWheel | None:
+    """The wheel this recipe built before, if its folder is complete."""
+    folder = cache_dir() / "wheels" / recipe.key
+    wheels = sorted(folder.glob("llama_cpp_python-*.whl"))
+    if not (folder / "build.json").is_file() or len(wheels) != 1:
+        return None
+    return CachedWheel(folder, wheels[0])
+
+
+def build_wheel(python: Path, recipe: BuildRecipe) -> CachedWheel:
+    """Compile llama-cpp-python with the recipe into its cache folder (8-10 min on two
+    cores). pip's own cache is bypassed both ways, so no wheel built with other flags
+    comes in and ours goes nowhere else. The folder appears whole or not at all; the
+    verbose log beside the wheel holds every compile command."""
+    wheels = cache_dir() / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    final = wheels / recipe.key
+    staging = Path(tempfile.mkdtemp(prefix=f".{recipe.key}-", dir=wheels))
+    log = staging / "build.log"
+    command = [
+        *(str(python), "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-v"),
+        *("--no-binary", "llama-cpp-python", "--config-settings", "build.verbose=true"),
+        *("--wheel-dir", str(staging), f"llama-cpp-python=={recipe.version}"),
+    ]
+    print(f"Building llama-cpp-python {recipe.version} ({recipe.backend}) into {final}", flush=True)
+    print(f"  CMAKE_ARGS={shlex.join(recipe.cmake_args)}", flush=True)
+    print(f"  CFLAGS=CXXFLAGS={' '.join(recipe.compiler_flags)}", flush=True)
+    print(f"  log: {final / 'build.log'} (about 8-10 minutes on 2 cores)", flush=True)
+    started = time.monotonic()
+    with log.open("wb") as out:
+        env = recipe.environment()
+        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    if code != 0:
+        tail = log.read_text(errors="replace").splitlines()[-40:]
+        kept = wheels / f"failed-{recipe.key}.log"
+        shutil.copy2(log, kept)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise RuntimeError(
+            "building llama-cpp-python failed; the end of the log:\n"
+            + "\n".join(tail)
+            + f"\nwhole log: {kept}"
+        )
+    built = next(staging.glob("llama_cpp_python-*.whl"))
+    record = {
+        **asdict(recipe),
+        "key": recipe.key,
+        "wheel": built.name,
+        "sha256": hashlib.sha256(built.read_bytes()).hexdigest(),
+        "build_seconds": round(time.monotonic() - started, 1),
+    }
+    (staging / "build.json").write_text(json.dumps(record, indent=2) + "\n")
+    if final.exists():  # a concurrent build finished first, or a broken leftover
+        shutil.rmtree(final)
+    staging.rename(final)
+    found = cached_wheel(recipe)
+    assert found is not None
+    return found
