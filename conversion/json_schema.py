@@ -18,7 +18,7 @@ from typing import Any
 
 from conversion.errors import InvalidRequestError
 
-__all__ = ("NOT_ENFORCED", "check_schema")
+__all__ = ("NOT_ENFORCED", "check_schema", "structured_output_schema")
 
 NOT_ENFORCED = frozenset(
     {
@@ -123,3 +123,34 @@ def _check_pattern(pattern: Any, param: str) -> None:
             "Look-arounds, non-capturing groups and other '(?' syntax cannot be enforced.",
             param=param,
         )
+
+
+def structured_output_schema(
+    kind: Any, spec: dict[str, Any] | None, type_param: str, spec_param: str
+) -> dict[str, Any] | None:
+    """A structured-output format -> the JSON schema replies must match, or None.
+
+    `kind` is the format's `type`: `text` (None), `json_object` (any JSON object) or
+    `json_schema`, whose `spec` holds `name`, `schema` and `strict` (chat nests it under
+    `response_format.json_schema`, the Responses API has it in `text.format` itself).
+    """
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "json_schema":
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise InvalidRequestError(
+                "A json_schema format needs a `name` and a `schema`.", param=f"{spec_param}.name"
+            )
+        schema = spec.get("schema", {"type": "object"})
+        if not isinstance(schema, dict):
+            raise InvalidRequestError(
+                "The format's schema must be a JSON schema object.", param=f"{spec_param}.schema"
+            )
+        check_schema(schema, f"{spec_param}.schema", strict=spec.get("strict") is True)
+        return schema
+    raise InvalidRequestError(
+        f"Format type {kind!r} is not supported; use 'text', 'json_object' or 'json_schema'.",
+        param=type_param,
+    )

@@ -10,17 +10,14 @@ from __future__ import annotations
 import dataclasses
 
 from config.settings import LimitSettings
-from conversion.completion_wire import CompletionRequest
 from conversion.errors import InvalidRequestError
-from conversion.requests import GenerationParams
-from conversion.wire import ChatCompletionRequest
+from conversion.params import GenerationParams
 
 __all__ = (
     "apply_limits",
     "check_choices",
-    "check_completion_limits",
-    "check_limits",
     "check_max_tokens",
+    "check_message_count",
     "check_stop_lengths",
 )
 
@@ -44,25 +41,13 @@ def check_choices(count: int, limits: LimitSettings, param: str = "n") -> None:
         )
 
 
-def check_limits(req: ChatCompletionRequest, limits: LimitSettings) -> None:
-    check_choices(req.n or 1, limits)
-    if len(req.messages) > limits.max_messages:
+def check_message_count(count: int, limits: LimitSettings, param: str) -> None:
+    if count > limits.max_messages:
         raise InvalidRequestError(
-            f"Too many messages: {len(req.messages)}; this server accepts at most "
+            f"Too many messages: {count}; this server accepts at most "
             f"{limits.max_messages} per request.",
-            param="messages",
+            param=param,
         )
-    check_max_tokens("max_completion_tokens", req.max_completion_tokens, limits)
-    check_max_tokens("max_tokens", req.max_tokens, limits)
-    check_stop_lengths(req.stop, limits)
-
-
-def check_completion_limits(req: CompletionRequest, prompts: int, limits: LimitSettings) -> None:
-    """`check_limits` for a legacy completion of `prompts` prompts, n choices each."""
-    n = req.n or 1
-    check_choices(prompts * n, limits, "n" if n > 1 else "prompt")
-    check_max_tokens("max_tokens", req.max_tokens, limits)
-    check_stop_lengths(req.stop, limits)
 
 
 def check_max_tokens(field: str, value: int | None, limits: LimitSettings) -> None:

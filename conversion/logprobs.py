@@ -14,8 +14,8 @@ import codecs
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from conversion.completion_wire import CompletionLogprobs
-from conversion.wire import ChatLogprobs, TokenLogprobEntry, TopLogprob
+from conversion.chat.wire import ChatLogprobs, TokenLogprobEntry, TopLogprob
+from conversion.completions.wire import CompletionLogprobs
 
 __all__ = ("Alternative", "TokenLogprob", "to_chat_logprobs", "to_completion_logprobs")
 

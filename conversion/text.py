@@ -22,7 +22,7 @@ __all__ = ("TextAssembler",)
 
 class TextAssembler:
     def __init__(self, stop: Sequence[str] = ()) -> None:
-        """`stop`: non-empty strings (see `conversion.requests.stop_strings`)."""
+        """`stop`: non-empty strings (see `conversion.params.stop_strings`)."""
         self._stops = tuple(stop)
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._held = ""

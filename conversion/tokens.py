@@ -12,7 +12,8 @@ from typing import Annotated
 
 from msgspec import UNSET, Meta, UnsetType
 
-from conversion.wire import Message, WireRequest, WireResponse
+from conversion.chat.wire import Message
+from conversion.wire import WireRequest, WireResponse
 
 __all__ = ("DetokenizeRequest", "DetokenizeResponse", "TokenizeRequest", "TokenizeResponse")
 

@@ -100,7 +100,9 @@ def function_from_spec(spec: Any, where: str) -> Function:
             f"Invalid function name {name!r}: use letters, digits, '_' and '-', at most 64.",
             param=f"{where}.name",
         )
-    parameters = spec.get("parameters") or {"type": "object", "properties": {}}
+    parameters = spec.get("parameters")
+    if parameters is None:  # absent, or null (the Responses API allows that)
+        parameters = {"type": "object", "properties": {}}
     if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
         raise InvalidRequestError(
             "A function's parameters must be a JSON schema of an object (arguments are "

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from conversion.chat.messages import TemplateMessage
 from conversion.logprobs import TokenLogprob
-from conversion.messages import TemplateMessage
-from conversion.requests import GenerationParams
+from conversion.params import GenerationParams
 
 __all__ = (
     "ChatPrompt",

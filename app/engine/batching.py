@@ -36,13 +36,13 @@ from app.engine.template import check_template_settings
 from app.engine.worker import DecodeLoop
 from config.model_source import ModelChoice, served_model_id
 from config.settings import ModelSettings
+from conversion.chat.messages import TemplateMessage
 from conversion.errors import (
     InvalidRequestError,
     ModelLoadFailedError,
     ModelNotReadyError,
 )
-from conversion.messages import TemplateMessage
-from conversion.requests import GenerationParams
+from conversion.params import GenerationParams
 
 __all__ = ("BatchingEngine", "default_threads")
 

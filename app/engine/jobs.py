@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from app.engine.base import Finished, GenerationEvent
 from conversion.errors import ModelNotReadyError, ServerBusyError
-from conversion.requests import GenerationParams
+from conversion.params import GenerationParams
 
 __all__ = ("Job", "JobHandle", "JobQueue", "JobRecord")
 

@@ -18,7 +18,7 @@ from app.metrics import Metrics
 from app.serving import create_chat_completion
 from app.sse import StreamingOperation, sse_response
 from config.settings import Settings
-from conversion.wire import ChatCompletion, ChatCompletionRequest
+from conversion.chat.wire import ChatCompletion, ChatCompletionRequest
 
 __all__ = ("chat_completions",)
 

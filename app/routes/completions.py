@@ -16,7 +16,7 @@ from app.metrics import Metrics
 from app.serving.completions import create_completion
 from app.sse import StreamingOperation, sse_response
 from config.settings import Settings
-from conversion.completion_wire import Completion, CompletionRequest
+from conversion.completions.wire import Completion, CompletionRequest
 
 __all__ = ("completions",)
 

@@ -13,8 +13,8 @@ from litestar.status_codes import HTTP_200_OK
 
 from app.engine.base import Engine
 from app.errors import error_responses
+from conversion.chat.messages import to_template_messages
 from conversion.errors import InvalidRequestError
-from conversion.messages import to_template_messages
 from conversion.tokens import (
     DetokenizeRequest,
     DetokenizeResponse,

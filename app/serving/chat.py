@@ -23,24 +23,16 @@ from app.metrics import Metrics
 from app.serving.fanout import ChoiceResult, IndexedEvent, submit_all, usage_part
 from app.serving.stream import collect_all, first_then_rest, sse_body
 from config.settings import Settings
+from conversion.chat.messages import to_template_messages
+from conversion.chat.replies import ChoiceReply, ChunkFactory, to_chat_completion
+from conversion.chat.requests import check_limits, to_generation_params
+from conversion.chat.wire import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from conversion.errors import InvalidRequestError
-from conversion.limits import apply_limits, check_limits
+from conversion.limits import apply_limits
 from conversion.logprobs import TokenLogprob
-from conversion.messages import to_template_messages
-from conversion.requests import (
-    GenerationParams,
-    check_context_length,
-    per_choice,
-    to_generation_params,
-)
-from conversion.responses import (
-    ChoiceReply,
-    ChunkFactory,
-    combined_usage,
-    to_chat_completion,
-)
+from conversion.params import GenerationParams, check_context_length, per_choice
 from conversion.tools import ReplyShaper, ToolPlan, call_schema, plan_tools, tool_instructions
-from conversion.wire import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+from conversion.usage import combined_usage
 
 __all__ = ("create_chat_completion",)
 

@@ -19,18 +19,19 @@ from app.metrics import Metrics
 from app.serving.fanout import Fanout, IndexedEvent, submit_all, usage_part
 from app.serving.stream import collect_all, first_then_rest, sse_body
 from config.settings import Settings
-from conversion.completion_wire import Completion, CompletionRequest
-from conversion.completions import (
+from conversion.completions.mapping import (
     CompletionChunks,
     LegacyReply,
+    check_completion_limits,
     legacy_prompts,
     to_completion,
     to_legacy_params,
 )
+from conversion.completions.wire import Completion, CompletionRequest
 from conversion.errors import InvalidRequestError
-from conversion.limits import apply_limits, check_completion_limits
-from conversion.requests import check_context_length, per_choice
-from conversion.responses import combined_usage
+from conversion.limits import apply_limits
+from conversion.params import check_context_length, per_choice
+from conversion.usage import combined_usage
 
 __all__ = ("create_completion",)
 

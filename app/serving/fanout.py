@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from app.engine.base import Engine, Finished, Generation, GenerationEvent, TextDelta
 from app.metrics import Metrics, RequestStats, observe
 from conversion.logprobs import TokenLogprob
-from conversion.requests import GenerationParams
+from conversion.params import GenerationParams
 
 __all__ = ("ChoiceResult", "Fanout", "collect", "submit_all", "usage_part")
 
@@ -85,7 +85,7 @@ class Fanout:
 
 
 def usage_part(finished: Finished, prompt: int = 0) -> tuple[int, int, int, int]:
-    """One generation's entry for `conversion.responses.combined_usage`."""
+    """One generation's entry for `conversion.usage.combined_usage`."""
     return (prompt, finished.prompt_tokens, finished.completion_tokens, finished.cached_tokens)
 
 

@@ -13,7 +13,7 @@ import pytest
 from app.engine.batching import BatchingEngine
 from config import ModelSettings, resolve_model
 from conversion.errors import ServerBusyError
-from conversion.requests import GenerationParams, SamplingParams
+from conversion.params import GenerationParams, SamplingParams
 from tests.conftest import TEST_THREADS
 
 

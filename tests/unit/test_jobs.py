@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from app.engine.jobs import JobQueue
-from conversion.requests import GenerationParams, SamplingParams
+from conversion.params import GenerationParams, SamplingParams
 
 
 def params(time_limit: float | None) -> GenerationParams:

@@ -7,9 +7,9 @@ from typing import Any
 import msgspec
 import pytest
 
+from conversion.chat.messages import to_template_messages
+from conversion.chat.wire import ChatCompletionRequest
 from conversion.errors import InvalidRequestError
-from conversion.messages import to_template_messages
-from conversion.wire import ChatCompletionRequest
 
 
 def render(messages: list[dict[str, Any]], *, native_tools: bool = True) -> list[dict[str, Any]]:

@@ -8,9 +8,10 @@ import msgspec
 import pytest
 
 from config.settings import SamplingDefaults
+from conversion.chat.requests import to_generation_params
+from conversion.chat.wire import ChatCompletionRequest
 from conversion.errors import ContextLengthExceededError, InvalidRequestError
-from conversion.requests import check_context_length, per_choice, to_generation_params
-from conversion.wire import ChatCompletionRequest
+from conversion.params import check_context_length, per_choice
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

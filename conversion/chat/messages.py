@@ -15,9 +15,7 @@ from typing import Any
 
 from msgspec import UNSET
 
-from conversion.errors import InvalidRequestError
-from conversion.tools import call_as_text
-from conversion.wire import (
+from conversion.chat.wire import (
     AssistantMessage,
     Content,
     DeveloperMessage,
@@ -25,6 +23,8 @@ from conversion.wire import (
     TextPart,
     ToolMessage,
 )
+from conversion.errors import InvalidRequestError
+from conversion.tools import call_as_text
 
 __all__ = ("TemplateMessage", "to_template_messages")
 

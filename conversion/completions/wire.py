@@ -12,14 +12,7 @@ from typing import Annotated, Literal
 from msgspec import UNSET, Meta, UnsetType
 
 from conversion.inputs import TextsOrTokens
-from conversion.wire import (
-    Penalty,
-    PositiveInt,
-    StreamOptions,
-    Usage,
-    WireRequest,
-    WireResponse,
-)
+from conversion.wire import Penalty, PositiveInt, StreamOptions, Usage, WireRequest, WireResponse
 
 __all__ = (
     "Completion",

@@ -5,13 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from conversion.responses import (
-    ChoiceReply,
-    ChunkFactory,
-    reported_cached_tokens,
-    to_chat_completion,
-    to_usage,
-)
+from conversion.chat.replies import ChoiceReply, ChunkFactory, to_chat_completion
+from conversion.usage import reported_cached_tokens, to_usage
 
 
 def encoded(obj: object) -> dict:  # type: ignore[type-arg]

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from msgspec import UNSET
 
-from config.settings import SamplingDefaults
-from conversion.completion_wire import (
+from config.settings import LimitSettings, SamplingDefaults
+from conversion.completions.wire import (
     LEGACY_MAX_TOKENS,
     Completion,
     CompletionChoice,
@@ -24,11 +24,13 @@ from conversion.completion_wire import (
 )
 from conversion.errors import InvalidRequestError
 from conversion.inputs import texts_or_token_lists
+from conversion.limits import check_choices, check_max_tokens, check_stop_lengths
 from conversion.logprobs import TokenLogprob, to_completion_logprobs
-from conversion.requests import GenerationParams, sampling_params, stop_strings
+from conversion.params import GenerationParams, sampling_params, stop_strings
 from conversion.wire import Usage
 
 __all__ = (
+    "check_completion_limits",
     "CompletionChunks",
     "LegacyReply",
     "legacy_prompts",
@@ -140,3 +142,11 @@ class CompletionChunks:
 
     def usage(self, usage: Usage) -> Completion:
         return self._chunk([], usage)
+
+
+def check_completion_limits(req: CompletionRequest, prompts: int, limits: LimitSettings) -> None:
+    """The configured limits for a legacy completion of `prompts` prompts, n choices each."""
+    n = req.n or 1
+    check_choices(prompts * n, limits, "n" if n > 1 else "prompt")
+    check_max_tokens("max_tokens", req.max_tokens, limits)
+    check_stop_lengths(req.stop, limits)

@@ -1,8 +1,10 @@
-"""OpenAI request fields -> what the engine needs: sampling, a token cap, stop strings.
+"""What one generation needs from any protocol: sampling, a token cap, stop strings.
 
-A field is either honoured, accepted and documented as ignored, or rejected with a 400
-naming it. Nothing is silently dropped in a way that changes what the client expects.
-Defaults: the request's value, else the server's configured default, else OpenAI's.
+Each protocol maps its own request onto `GenerationParams` (`conversion.chat.requests`,
+`conversion.completions.mapping`, `conversion.responses.requests`); the helpers here are
+the parts they share. A field is either honoured, accepted and documented as ignored,
+or rejected with a 400 naming it. Defaults: the request's value, else the server's
+configured default, else OpenAI's.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from typing import Any, Protocol
 
 from config.settings import SamplingDefaults
 from conversion.errors import ContextLengthExceededError, InvalidRequestError
-from conversion.json_schema import check_schema
-from conversion.wire import ChatCompletionRequest
 
 __all__ = (
     "GenerationParams",
@@ -24,7 +24,6 @@ __all__ = (
     "per_choice",
     "sampling_params",
     "stop_strings",
-    "to_generation_params",
 )
 
 
@@ -57,59 +56,6 @@ class GenerationParams:
     """Report each token's log-probability with this many alternatives; None: don't."""
 
 
-def _reject_unsupported(req: ChatCompletionRequest) -> None:
-    """Refuse, with a 400 naming the field, what this server cannot do.
-
-    Ignoring these silently would hand clients something other than what they asked
-    for (legacy function calling, audio, log-probabilities nobody asked to turn on).
-    """
-    if req.stream_options is not None and not req.stream:
-        raise InvalidRequestError(
-            "stream_options is only allowed when stream is true.", param="stream_options"
-        )
-    if req.top_logprobs and not req.logprobs:
-        raise InvalidRequestError("top_logprobs needs logprobs to be true.", param="top_logprobs")
-    if req.functions:
-        raise InvalidRequestError(
-            "functions (the legacy form of tools) are not supported; send `tools`.",
-            param="functions",
-        )
-    if req.function_call not in (None, "none", "auto"):
-        raise InvalidRequestError(
-            "function_call (the legacy form of tool_choice) is not supported; send `tool_choice`.",
-            param="function_call",
-        )
-    if req.audio is not None or (req.modalities and set(req.modalities) != {"text"}):
-        raise InvalidRequestError(
-            "Audio output is not supported: this server generates text only.",
-            param="audio" if req.audio is not None else "modalities",
-        )
-
-
-def to_generation_params(
-    req: ChatCompletionRequest, defaults: SamplingDefaults
-) -> GenerationParams:
-    """Validate the request's generation fields and resolve their defaults.
-
-    `presence_penalty` and `frequency_penalty` are range-checked by the schema and then
-    deliberately not used: they must not change the output (documented in the README).
-    """
-    _reject_unsupported(req)
-    if req.max_completion_tokens is not None:
-        max_tokens: int | None = req.max_completion_tokens
-    elif req.max_tokens is not None:
-        max_tokens = req.max_tokens
-    else:
-        max_tokens = defaults.max_tokens
-    return GenerationParams(
-        sampling=sampling_params(req, defaults),
-        max_tokens=max_tokens,
-        stop=stop_strings(req.stop),
-        json_schema=_json_schema(req.response_format),
-        logprobs=(req.top_logprobs or 0) if req.logprobs else None,
-    )
-
-
 class _SamplingFields(Protocol):
     temperature: float | None
     top_p: float | None
@@ -138,41 +84,6 @@ def per_choice(params: GenerationParams, n: int) -> list[GenerationParams]:
         dataclasses.replace(params, sampling=dataclasses.replace(params.sampling, seed=seed + i))
         for i in range(n)
     ]
-
-
-def _json_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
-    """OpenAI's `response_format` -> the JSON schema replies must match, or None.
-
-    `json_object` means any JSON object (`{"type": "object"}`); `json_schema` carries
-    its own schema. The engine turns the schema into a llama.cpp grammar.
-    """
-    kind = (response_format or {}).get("type", "text")
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return {"type": "object"}
-    if kind == "json_schema":
-        spec = (response_format or {}).get("json_schema")
-        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise InvalidRequestError(
-                "response_format json_schema needs a `json_schema` object with a `name`.",
-                param="response_format.json_schema",
-            )
-        schema = spec.get("schema", {"type": "object"})
-        if not isinstance(schema, dict):
-            raise InvalidRequestError(
-                "response_format json_schema.schema must be a JSON schema object.",
-                param="response_format.json_schema.schema",
-            )
-        check_schema(
-            schema, "response_format.json_schema.schema", strict=spec.get("strict") is True
-        )
-        return schema
-    raise InvalidRequestError(
-        f"response_format type {kind!r} is not supported; use 'text', 'json_object' or "
-        "'json_schema'.",
-        param="response_format",
-    )
 
 
 def _logit_bias(bias: dict[str, float] | None) -> tuple[tuple[int, float], ...]:

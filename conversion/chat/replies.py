@@ -1,4 +1,4 @@
-"""Generated text, calls and token counts -> OpenAI chat responses and stream chunks."""
+"""Generated text and calls -> OpenAI chat completions and their stream chunks."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ from dataclasses import dataclass, field
 
 from msgspec import UNSET
 
-from conversion.logprobs import TokenLogprob, to_chat_logprobs
-from conversion.tools import ParsedCall, new_call_id
-from conversion.wire import (
+from conversion.chat.wire import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatMessage,
@@ -20,71 +18,23 @@ from conversion.wire import (
     Delta,
     FunctionCall,
     FunctionCallDelta,
-    PromptTokensDetails,
     ToolCall,
     ToolCallDelta,
-    Usage,
 )
+from conversion.logprobs import TokenLogprob, to_chat_logprobs
+from conversion.tools import ParsedCall, new_call_id
+from conversion.wire import Usage
 
 __all__ = (
     "ChoiceReply",
     "ChunkFactory",
-    "combined_usage",
     "new_completion_id",
-    "reported_cached_tokens",
     "to_chat_completion",
-    "to_usage",
 )
 
 
 def new_completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
-
-
-CACHE_MIN_PROMPT = 1024
-CACHE_BLOCK = 128
-
-
-def reported_cached_tokens(prompt_tokens: int, reused_tokens: int) -> int:
-    """`cached_tokens` as OpenAI counts it: 0 below a 1,024-token prompt, else whole
-    128-token blocks.
-
-    The engine reuses cache token by token, but clients (and cost dashboards) written
-    for OpenAI read this field with OpenAI's meaning; and it keeps usage identical for
-    identical short requests, whichever of them found the other's cache.
-    """
-    if prompt_tokens < CACHE_MIN_PROMPT:
-        return 0
-    return reused_tokens // CACHE_BLOCK * CACHE_BLOCK
-
-
-def to_usage(prompt_tokens: int, completion_tokens: int, reused_tokens: int = 0) -> Usage:
-    cached_tokens = reported_cached_tokens(prompt_tokens, reused_tokens)
-    return Usage(
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        total_tokens=prompt_tokens + completion_tokens,
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=cached_tokens),
-    )
-
-
-def combined_usage(parts: Sequence[tuple[int, int, int, int]]) -> Usage:
-    """Usage of a request with several generations, from (prompt index, prompt tokens,
-    completion tokens, reused tokens) per generation: every completion counts, each
-    distinct prompt once (n choices of one prompt read it once, as OpenAI bills it)."""
-    prompts: dict[int, tuple[int, int]] = {}
-    for index, prompt_tokens, _, reused in parts:
-        best = prompts.get(index, (prompt_tokens, 0))
-        prompts[index] = (prompt_tokens, max(best[1], reused))
-    prompt_total = sum(tokens for tokens, _ in prompts.values())
-    cached = sum(reported_cached_tokens(tokens, reused) for tokens, reused in prompts.values())
-    completion_total = sum(part[2] for part in parts)
-    return Usage(
-        prompt_tokens=prompt_total,
-        completion_tokens=completion_total,
-        total_tokens=prompt_total + completion_total,
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=cached),
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,98 @@
+"""Chat completion requests -> generation parameters, and the request's limits.
+
+A field is either honoured, accepted and documented as ignored, or rejected with a 400
+naming it. Nothing is silently dropped in a way that changes what the client expects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.settings import LimitSettings, SamplingDefaults
+from conversion.chat.wire import ChatCompletionRequest
+from conversion.errors import InvalidRequestError
+from conversion.json_schema import structured_output_schema
+from conversion.limits import (
+    check_choices,
+    check_max_tokens,
+    check_message_count,
+    check_stop_lengths,
+)
+from conversion.params import GenerationParams, sampling_params, stop_strings
+
+__all__ = ("check_limits", "to_generation_params")
+
+
+def _reject_unsupported(req: ChatCompletionRequest) -> None:
+    """Refuse, with a 400 naming the field, what this server cannot do.
+
+    Ignoring these silently would hand clients something other than what they asked
+    for (legacy function calling, audio, log-probabilities nobody asked to turn on).
+    """
+    if req.stream_options is not None and not req.stream:
+        raise InvalidRequestError(
+            "stream_options is only allowed when stream is true.", param="stream_options"
+        )
+    if req.top_logprobs and not req.logprobs:
+        raise InvalidRequestError("top_logprobs needs logprobs to be true.", param="top_logprobs")
+    if req.functions:
+        raise InvalidRequestError(
+            "functions (the legacy form of tools) are not supported; send `tools`.",
+            param="functions",
+        )
+    if req.function_call not in (None, "none", "auto"):
+        raise InvalidRequestError(
+            "function_call (the legacy form of tool_choice) is not supported; send `tool_choice`.",
+            param="function_call",
+        )
+    if req.audio is not None or (req.modalities and set(req.modalities) != {"text"}):
+        raise InvalidRequestError(
+            "Audio output is not supported: this server generates text only.",
+            param="audio" if req.audio is not None else "modalities",
+        )
+
+
+def to_generation_params(
+    req: ChatCompletionRequest, defaults: SamplingDefaults
+) -> GenerationParams:
+    """Validate the request's generation fields and resolve their defaults.
+
+    `presence_penalty` and `frequency_penalty` are range-checked by the schema and then
+    deliberately not used: they must not change the output (documented in the README).
+    """
+    _reject_unsupported(req)
+    if req.max_completion_tokens is not None:
+        max_tokens: int | None = req.max_completion_tokens
+    elif req.max_tokens is not None:
+        max_tokens = req.max_tokens
+    else:
+        max_tokens = defaults.max_tokens
+    return GenerationParams(
+        sampling=sampling_params(req, defaults),
+        max_tokens=max_tokens,
+        stop=stop_strings(req.stop),
+        json_schema=_response_format_schema(req.response_format),
+        logprobs=(req.top_logprobs or 0) if req.logprobs else None,
+    )
+
+
+def check_limits(req: ChatCompletionRequest, limits: LimitSettings) -> None:
+    check_choices(req.n or 1, limits)
+    check_message_count(len(req.messages), limits, "messages")
+    check_max_tokens("max_completion_tokens", req.max_completion_tokens, limits)
+    check_max_tokens("max_tokens", req.max_tokens, limits)
+    check_stop_lengths(req.stop, limits)
+
+
+def _response_format_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Chat's `response_format` -> the JSON schema replies must match, or None."""
+    format_ = response_format or {}
+    spec = format_.get("json_schema")
+    if format_.get("type") == "json_schema" and not isinstance(spec, dict):
+        raise InvalidRequestError(
+            "response_format json_schema needs a `json_schema` object with a `name`.",
+            param="response_format.json_schema",
+        )
+    return structured_output_schema(
+        format_.get("type", "text"), spec, "response_format", "response_format.json_schema"
+    )
