@@ -38,7 +38,7 @@ logger = logging.getLogger("llm_service.errors")
 _ERROR_MEANINGS = {
     400: "Invalid request (the field is named in `param`)",
     401: "Missing or wrong API key (when the server has keys)",
-    404: "No such model or path",
+    404: "No such model, stored response or path",
     413: "Request body too large",
     500: "Server error (no internals are shown)",
     503: "Busy, loading or shutting down; retry after `Retry-After` seconds",
@@ -54,7 +54,7 @@ def error_responses(*codes: int) -> dict[int, ResponseSpec]:
     }
 
 
-V1_PATHS = ("/chat/completions", "/completions", "/embeddings", "/models")
+V1_PATHS = ("/chat/completions", "/completions", "/embeddings", "/models", "/responses")
 """Paths served under /v1; a request for one of them without /v1 gets a hint."""
 
 

@@ -31,6 +31,7 @@ from app.errors import EXCEPTION_HANDLERS
 from app.metrics import Metrics
 from app.routes import TOKEN_ROUTES, V1_ROUTES, health, metrics
 from app.routes.page import chat_page_routes
+from app.store import ResponseStore
 from config.loader import load_settings
 from config.model_source import resolve_model
 from config.settings import Settings
@@ -110,11 +111,13 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     origins = settings.server.cors_origins
     collectors = Metrics(the_engine)
     access_log = AccessLog(collectors)
+    store = ResponseStore(settings.responses)
     guards = [api_key_guard(keys)] if keys else []
 
     @asynccontextmanager
     async def engine_lifespan(_: Litestar) -> AsyncIterator[None]:
         the_engine.start()
+        await anyio.to_thread.run_sync(store.open)
         watcher = asyncio.ensure_future(_stop_if_loading_fails(the_engine))
         restore_signals = _drain_on_signals(the_engine, settings.server.shutdown_grace)
         try:
@@ -122,6 +125,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         finally:
             watcher.cancel()
             await anyio.to_thread.run_sync(the_engine.close)
+            store.close()
             restore_signals()
 
     page = chat_page_routes() if settings.server.chat_page else []
@@ -146,6 +150,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             "engine": Provide(lambda: the_engine, sync_to_thread=False),
             "settings": Provide(lambda: settings, sync_to_thread=False),
             "metrics": Provide(lambda: collectors, sync_to_thread=False),
+            "store": Provide(lambda: store, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.limits.max_body_bytes,

@@ -1,8 +1,11 @@
 """Server-sent-event framing, byte for byte what OpenAI clients parse.
 
-Each event is `data: <json>\\n\\n`; the stream ends with `data: [DONE]\\n\\n`. A failure
-after the first byte cannot change the status any more, so it is sent in-band as one
-`data: {"error": ...}` event (the OpenAI SDK raises `APIError` on it), then [DONE].
+Chat and legacy completions: each event is `data: <json>\\n\\n`; the stream ends with
+`data: [DONE]\\n\\n`. Typed streams (the Responses API) put `event: <type>` before each
+`data:` line and have no `[DONE]`. A failure after the first byte cannot change the
+status any more, so it is sent in-band: in chat as one `data: {"error": ...}` event (the
+OpenAI SDK raises `APIError` on it), then [DONE]; in a typed stream as its protocol's
+failure event.
 """
 
 from __future__ import annotations
@@ -17,7 +20,15 @@ from litestar.response import Stream
 
 from app.errors import to_openai_error
 
-__all__ = ("DONE", "MEDIA_TYPE", "StreamingOperation", "error_event", "event", "sse_response")
+__all__ = (
+    "DONE",
+    "MEDIA_TYPE",
+    "StreamingOperation",
+    "error_event",
+    "event",
+    "sse_response",
+    "typed_event",
+)
 
 MEDIA_TYPE = "text/event-stream"
 DONE = b"data: [DONE]\n\n"
@@ -26,6 +37,11 @@ _encoder = msgspec.json.Encoder()
 
 def event(payload: Any) -> bytes:
     return b"data: " + _encoder.encode(payload) + b"\n\n"
+
+
+def typed_event(kind: str, payload: Any) -> bytes:
+    """An event with an `event:` line too, as the Responses and Anthropic APIs send them."""
+    return b"event: " + kind.encode() + b"\ndata: " + _encoder.encode(payload) + b"\n\n"
 
 
 def error_event(exc: Exception) -> bytes:

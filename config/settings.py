@@ -15,6 +15,7 @@ __all__ = (
     "ConfigModel",
     "LimitSettings",
     "ModelSettings",
+    "ResponseStoreSettings",
     "SamplingDefaults",
     "ServerSettings",
     "Settings",
@@ -142,6 +143,21 @@ class LimitSettings(ConfigModel, frozen=True):
     `finish_reason: "length"` and what it has so far. Unset = no limit."""
 
 
+class ResponseStoreSettings(ConfigModel, frozen=True):
+    """Stored responses of the Responses API (`store`, `previous_response_id`, and
+    `GET`/`DELETE /v1/responses/{id}`), in a SQLite file."""
+
+    store: bool = True
+    """Keep responses (unless a request says `store: false`), as OpenAI does; false =
+    keep nothing: `previous_response_id` and the read routes then find nothing."""
+    dir: str = "data"
+    """Folder of the database file `responses.sqlite3` (created when needed)."""
+    ttl: Annotated[float, Meta(gt=0)] = 30 * 24 * 3600.0
+    """Seconds a stored response is kept (OpenAI keeps them 30 days)."""
+    max_bytes: Annotated[int, Meta(ge=1024)] = 256 * 1024 * 1024
+    """Most bytes of stored JSON; past it the oldest responses are dropped."""
+
+
 class Settings(ConfigModel, frozen=True):
     """All settings, one section per concern."""
 
@@ -149,3 +165,4 @@ class Settings(ConfigModel, frozen=True):
     sampling: SamplingDefaults = msgspec.field(default_factory=SamplingDefaults)
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
+    responses: ResponseStoreSettings = msgspec.field(default_factory=ResponseStoreSettings)

@@ -4,7 +4,8 @@ The engine reports, for each generated token, its log-probability under the mode
 own distribution (the softmax of the raw logits: before temperature, top-p or bias,
 as vLLM reports by default and as OpenAI documents "the log probability of this
 token") and the most likely alternatives. Chat completions carry them as
-`logprobs.content[]` entries; legacy completions as parallel lists
+`logprobs.content[]` entries (the Responses API has the same entries in
+`output_text.logprobs`); legacy completions as parallel lists
 (`tokens`, `token_logprobs`, `top_logprobs`, `text_offset`).
 """
 
@@ -14,10 +15,17 @@ import codecs
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from conversion.chat.wire import ChatLogprobs, TokenLogprobEntry, TopLogprob
+from conversion.chat.wire import ChatLogprobs
 from conversion.completions.wire import CompletionLogprobs
+from conversion.wire import TokenLogprobEntry, TopLogprob
 
-__all__ = ("Alternative", "TokenLogprob", "to_chat_logprobs", "to_completion_logprobs")
+__all__ = (
+    "Alternative",
+    "TokenLogprob",
+    "to_chat_logprobs",
+    "to_completion_logprobs",
+    "token_entries",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,21 +51,25 @@ def _text(piece: bytes) -> str:
     return piece.decode("utf-8", "backslashreplace")
 
 
+def token_entries(tokens: Sequence[TokenLogprob]) -> list[TokenLogprobEntry]:
+    """One `{token, logprob, bytes, top_logprobs}` entry per token: the shape of chat's
+    `logprobs.content` and of the Responses API's `output_text.logprobs`."""
+    return [
+        TokenLogprobEntry(
+            token=_text(t.piece),
+            logprob=t.logprob,
+            bytes=list(t.piece),
+            top_logprobs=[
+                TopLogprob(token=_text(a.piece), logprob=a.logprob, bytes=list(a.piece))
+                for a in t.top
+            ],
+        )
+        for t in tokens
+    ]
+
+
 def to_chat_logprobs(tokens: Sequence[TokenLogprob]) -> ChatLogprobs:
-    return ChatLogprobs(
-        content=[
-            TokenLogprobEntry(
-                token=_text(t.piece),
-                logprob=t.logprob,
-                bytes=list(t.piece),
-                top_logprobs=[
-                    TopLogprob(token=_text(a.piece), logprob=a.logprob, bytes=list(a.piece))
-                    for a in t.top
-                ],
-            )
-            for t in tokens
-        ]
-    )
+    return ChatLogprobs(content=token_entries(tokens))
 
 
 def to_completion_logprobs(tokens: Sequence[TokenLogprob], offset: int) -> CompletionLogprobs:

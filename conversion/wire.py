@@ -30,6 +30,8 @@ __all__ = (
     "PositiveInt",
     "PromptTokensDetails",
     "StreamOptions",
+    "TokenLogprobEntry",
+    "TopLogprob",
     "Usage",
     "WireRequest",
     "WireResponse",
@@ -89,3 +91,16 @@ class ErrorBody(WireResponse, kw_only=True):
     """OpenAI's error envelope, for every error on every route."""
 
     error: ErrorDetail
+
+
+class TopLogprob(WireResponse, kw_only=True):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprobEntry(WireResponse, kw_only=True):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob]

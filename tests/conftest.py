@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Generator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from config import ModelSettings, Settings
 from config.model_source import embedded_model_path
-from config.settings import LimitSettings, ServerSettings
+from config.settings import LimitSettings, ResponseStoreSettings, ServerSettings
 
 TEST_THREADS = 2
 """Set explicitly: tests must not depend on (or oversubscribe) the machine's cores."""
@@ -46,11 +47,16 @@ def model_path() -> Path:
     return path
 
 
+_STORE_DIR = tempfile.mkdtemp(prefix="llm-service-test-store-")
+"""Stored responses of tests that do not choose a folder: never the working directory."""
+
+
 def make_settings(
     model_path: Path,
     *,
     slots: int | None = None,
     limits: dict[str, object] | None = None,
+    responses: dict[str, object] | None = None,
     **server: object,
 ) -> Settings:
     """Test settings; `slots` sets `model.n_parallel` (default: the built-in default)."""
@@ -61,4 +67,5 @@ def make_settings(
         model=model,
         server=ServerSettings(**server),  # type: ignore[arg-type]
         limits=LimitSettings(**(limits or {})),  # type: ignore[arg-type]
+        responses=ResponseStoreSettings(**{"dir": _STORE_DIR, **(responses or {})}),  # type: ignore[arg-type]
     )

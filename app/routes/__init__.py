@@ -6,10 +6,21 @@ from app.routes.embeddings import create_embeddings
 from app.routes.health import health
 from app.routes.metrics import metrics
 from app.routes.models import get_model, list_models
+from app.routes.responses import create, delete_response, list_input_items, retrieve
 from app.routes.tokens import detokenize, tokenize
 
 __all__ = ("TOKEN_ROUTES", "V1_ROUTES", "health", "metrics")
 
-V1_ROUTES = (chat_completions, completions, create_embeddings, list_models, get_model)
+V1_ROUTES = (
+    chat_completions,
+    completions,
+    create_embeddings,
+    list_models,
+    get_model,
+    create,
+    retrieve,
+    delete_response,
+    list_input_items,
+)
 TOKEN_ROUTES = (tokenize, detokenize)
 """Outside /v1, but behind the API keys like it."""

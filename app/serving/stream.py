@@ -1,4 +1,4 @@
-"""Running a request's generations to a JSON reply or an SSE body (chat and legacy).
+"""Running a request's generations to a JSON reply or an SSE body (every protocol).
 
 A streamed reply waits for the first event before it answers, so a request that fails
 to start still gets a real HTTP error; after that, failures go in-band (`app.sse`).
@@ -8,7 +8,7 @@ A client that disconnects while it waits stops the work (`unless_disconnected`).
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from litestar import Request
@@ -61,21 +61,43 @@ async def _chain(
         yield item
 
 
-async def _sse(frames: AsyncIterator[Any], fanout: Fanout) -> AsyncIterator[bytes]:
+def _openai_error(exc: Exception) -> list[bytes]:
+    return [error_event(exc)]
+
+
+async def _sse(
+    frames: AsyncIterator[Any],
+    fanout: Fanout,
+    encode: Callable[[Any], bytes],
+    on_error: Callable[[Exception], Iterable[bytes]],
+    done: bytes | None,
+) -> AsyncIterator[bytes]:
     try:
         async for frame in frames:
-            yield event(frame)
-        yield DONE
+            yield encode(frame)
+        if done is not None:
+            yield done
     except Exception as exc:  # noqa: BLE001 - the status is sent: report in-band, end cleanly
-        yield error_event(exc)
-        yield DONE
+        for chunk in on_error(exc):
+            yield chunk
+        if done is not None:
+            yield done
     finally:
         fanout.cancel()  # no-op when finished; frees the model when the client left
 
 
-def sse_body(frames: AsyncIterator[Any], fanout: Fanout) -> AsyncIterator[bytes]:
-    """`frames` (wire objects) as SSE events, then `[DONE]`."""
-    body = _sse(frames, fanout)
+def sse_body(
+    frames: AsyncIterator[Any],
+    fanout: Fanout,
+    *,
+    encode: Callable[[Any], bytes] = event,
+    on_error: Callable[[Exception], Iterable[bytes]] = _openai_error,
+    done: bytes | None = DONE,
+) -> AsyncIterator[bytes]:
+    """`frames` (wire objects) as SSE events. By default OpenAI's chat framing: `data:`
+    lines, an error as one `{"error": ...}` event, and `[DONE]` at the end; a protocol
+    with other framing passes its own `encode`, `on_error` and `done`."""
+    body = _sse(frames, fanout, encode, on_error, done)
     # If the response task is cancelled before the body is first iterated, its
     # `finally` never runs; this still frees the model once the body is dropped.
     weakref.finalize(body, fanout.cancel)

@@ -22,11 +22,11 @@ from conversion.chat.wire import (
     ToolCallDelta,
 )
 from conversion.logprobs import TokenLogprob, to_chat_logprobs
+from conversion.reply import ChoiceReply
 from conversion.tools import ParsedCall, new_call_id
 from conversion.wire import Usage
 
 __all__ = (
-    "ChoiceReply",
     "ChunkFactory",
     "new_completion_id",
     "to_chat_completion",
@@ -35,17 +35,6 @@ __all__ = (
 
 def new_completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
-
-
-@dataclass(frozen=True, slots=True)
-class ChoiceReply:
-    """One finished choice, ready for the wire."""
-
-    content: str | None
-    finish_reason: str
-    tool_calls: Sequence[ParsedCall] = ()
-    logprobs: Sequence[TokenLogprob] | None = None
-    """None: not asked for."""
 
 
 def _tool_calls(calls: Sequence[ParsedCall]) -> list[ToolCall]:

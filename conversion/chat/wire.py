@@ -10,7 +10,15 @@ from typing import Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, UnsetType
 
-from conversion.wire import Penalty, PositiveInt, StreamOptions, Usage, WireRequest, WireResponse
+from conversion.wire import (
+    Penalty,
+    PositiveInt,
+    StreamOptions,
+    TokenLogprobEntry,
+    Usage,
+    WireRequest,
+    WireResponse,
+)
 
 __all__ = (
     "AssistantMessage",
@@ -36,11 +44,9 @@ __all__ = (
     "RefusalPart",
     "SystemMessage",
     "TextPart",
-    "TokenLogprobEntry",
     "ToolCall",
     "ToolCallDelta",
     "ToolMessage",
-    "TopLogprob",
     "UserMessage",
 )
 
@@ -148,19 +154,6 @@ class ChatCompletionRequest(WireRequest, kw_only=True):
     top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
     top_p: Annotated[float, Meta(gt=0, le=1)] | None = None
     user: str | None = None
-
-
-class TopLogprob(WireResponse, kw_only=True):
-    token: str
-    logprob: float
-    bytes: list[int] | None
-
-
-class TokenLogprobEntry(WireResponse, kw_only=True):
-    token: str
-    logprob: float
-    bytes: list[int] | None
-    top_logprobs: list[TopLogprob]
 
 
 class ChatLogprobs(WireResponse, kw_only=True):

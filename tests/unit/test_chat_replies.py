@@ -5,7 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from conversion.chat.replies import ChoiceReply, ChunkFactory, to_chat_completion
+from conversion.chat.replies import ChunkFactory, to_chat_completion
+from conversion.reply import ChoiceReply
 from conversion.usage import reported_cached_tokens, to_usage
 
 

@@ -1,0 +1,112 @@
+"""The Responses API: its adapter over the shared turn core (`app.serving.turns`).
+
+The request's input items (after the stored conversation of `previous_response_id`,
+if any) map onto chat messages and a `ChatTurn`; the turn's reply becomes output items
+in a `Response`, or the typed event stream. A stored response is saved before its
+last event is sent, so a client that continues at once finds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import msgspec
+from litestar import Request
+
+from app.engine.base import Engine
+from app.metrics import Metrics
+from app.serving.stream import sse_body
+from app.serving.turns import ChatTurn, start_turn
+from app.sse import typed_event
+from app.store import ResponseStore
+from config.settings import Settings
+from conversion.chat.messages import to_template_messages
+from conversion.limits import apply_limits
+from conversion.reply import TurnEvent
+from conversion.responses.events import ResponseEvents
+from conversion.responses.items import Item, read_items, to_chat_messages
+from conversion.responses.output import ResponseDraft, output_items
+from conversion.responses.requests import check_request, to_settings
+from conversion.responses.wire import Response, ResponsesRequest, StreamEvent
+
+__all__ = ("create_response",)
+
+_encoder = msgspec.json.Encoder()
+
+
+def _frame(event: StreamEvent) -> bytes:
+    return typed_event(type(event).__struct_config__.tag, event)  # type: ignore[arg-type]
+
+
+async def _conversation(
+    body: ResponsesRequest, store: ResponseStore
+) -> tuple[list[Item], list[Item]]:
+    """(the stored history before this request, this request's own checked items)."""
+
+    def read() -> tuple[list[Item], list[Item]]:
+        history = store.history(body.previous_response_id) if body.previous_response_id else []
+        return history, read_items(body.input, store.item)
+
+    return await anyio.to_thread.run_sync(read)
+
+
+async def _events(
+    events: AsyncIterator[TurnEvent],
+    writer: ResponseEvents,
+    store: ResponseStore | None,
+    items: list[Item],
+) -> AsyncIterator[StreamEvent]:
+    for event in writer.start():
+        yield event
+    async for turn_event in events:
+        for event in writer.feed(turn_event):
+            if writer.final is not None and store is not None:  # before the last event
+                await anyio.to_thread.run_sync(store.save, writer.final, items)
+                store = None
+            yield event
+
+
+async def create_response(
+    request: Request[Any, Any, Any],
+    body: ResponsesRequest,
+    engine: Engine,
+    settings: Settings,
+    store: ResponseStore,
+    metrics: Metrics | None = None,
+) -> Response | AsyncIterator[bytes]:
+    """Serve one request; returns the response, or the SSE byte stream when streaming."""
+    check_request(body, settings.limits)
+    mapped = to_settings(body, settings.sampling)
+    history, items = await _conversation(body, store)
+    messages = to_chat_messages(history + items, body.instructions)
+    turn = ChatTurn(
+        messages=to_template_messages(messages, native_tools=engine.renders_tools),
+        params=apply_limits(mapped.params, settings.limits),
+        plan=mapped.plan,
+        truncate=body.truncation == "auto",
+        messages_param="input",
+        schema_conflict_param="text.format",
+        log_text=lambda: _encoder.encode(messages).decode(),
+    )
+    keep = body.store is not False and store.enabled
+    draft = ResponseDraft(body, mapped, engine.model_id, keep)
+    started = await start_turn(request, turn, engine, settings.server.log_prompts, metrics)
+    if not body.stream:
+        [reply], usage = await started.replies()
+        response = draft.response(
+            output_items(reply), finish_reason=reply.finish_reason, usage=usage
+        )
+        if keep:
+            await anyio.to_thread.run_sync(store.save, response, items)
+        return response
+    events = await started.events()
+    writer = ResponseEvents(draft)
+    return sse_body(
+        _events(events, writer, store if keep else None, items),
+        started.fanout,
+        encode=_frame,
+        on_error=lambda exc: [_frame(event) for event in writer.fail(exc)],
+        done=None,
+    )

@@ -1,0 +1,59 @@
+"""A generated reply, protocol-neutral: what the shared serving core hands to adapters.
+
+Every chat-style protocol (chat completions, Responses, ...) gets a finished choice as
+a `ChoiceReply`, or while streaming a sequence of `ContentPiece`s ended by one
+`ChoiceEnd` per choice, and turns them into its own wire shapes. The decision of what
+is content and what is a tool call (`conversion.tools.ReplyShaper`) is made before,
+once, for all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from conversion.logprobs import TokenLogprob
+from conversion.tools import ParsedCall
+
+__all__ = ("ChoiceEnd", "ChoiceReply", "ContentPiece", "TurnEvent", "UsagePart")
+
+UsagePart = tuple[int, int, int, int]
+"""(prompt index, prompt tokens, completion tokens, reused tokens) of one generation,
+for `conversion.usage.combined_usage`."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceReply:
+    """One finished choice, ready for the wire."""
+
+    content: str | None
+    finish_reason: str
+    tool_calls: Sequence[ParsedCall] = ()
+    logprobs: Sequence[TokenLogprob] | None = None
+    """None: not asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContentPiece:
+    """Content of choice `index` that can be sent now."""
+
+    index: int
+    text: str
+    logprobs: Sequence[TokenLogprob] | None = None
+    """The tokens behind `text`; None: not asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceEnd:
+    """The end of choice `index`: its calls (if the reply was calls), why it ended, and
+    its token counts. Content still held back was sent as a `ContentPiece` before."""
+
+    index: int
+    finish_reason: str
+    calls: Sequence[ParsedCall] = ()
+    logprobs: Sequence[TokenLogprob] | None = None
+    """The tokens behind the calls; None: not asked for, or the reply was content."""
+    usage: UsagePart = (0, 0, 0, 0)
+
+
+TurnEvent = ContentPiece | ChoiceEnd

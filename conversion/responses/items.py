@@ -1,0 +1,188 @@
+"""Responses API input items -> checked item dicts -> the chat messages every protocol
+renders through (`conversion.chat.messages.to_template_messages`).
+
+Items are JSON values as the client sent them. `read_items` checks each one (a 400
+names the exact field, e.g. `input[2].content[0].type`), gives it an `id` when it has
+none (stored items are listed and referenced by id), and resolves `item_reference`s.
+`to_chat_messages` maps them, and this server's own output items read back from the
+store, onto chat messages, so a conversation continued with `previous_response_id`
+renders to exactly the prompt that resending its items would (and so finds the
+engine's prefix cache).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from conversion.chat.wire import (
+    AssistantMessage,
+    CalledFunction,
+    DeveloperMessage,
+    HistoryToolCall,
+    Message,
+    SystemMessage,
+    ToolMessage,
+    UserMessage,
+)
+from conversion.errors import InvalidRequestError
+
+__all__ = ("Item", "new_id", "read_items", "to_chat_messages")
+
+Item = dict[str, Any]
+
+_TEXT_PARTS = {"input_text", "output_text", "text", "summary_text", "reasoning_text"}
+_UNREADABLE_PARTS = {"input_image", "input_file", "input_audio"}
+_ROLES = {"user", "system", "developer", "assistant"}
+_ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+
+
+def new_id(prefix: str) -> str:
+    """An id in OpenAI's style: a prefix and 48 hex digits."""
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+def _fail(message: str, param: str) -> InvalidRequestError:
+    return InvalidRequestError(message, param=param)
+
+
+def _string(item: Item, key: str, where: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str):
+        raise _fail(f"`{key}` must be a string.", f"{where}.{key}")
+    return value
+
+
+def _check_parts(content: Any, where: str, *, allow_refusal: bool) -> None:
+    """Text parts only: a text-only model cannot see images, files or audio."""
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise _fail("`content` must be a string or a list of parts.", where)
+    for index, part in enumerate(content):
+        here = f"{where}[{index}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in _UNREADABLE_PARTS:
+            raise _fail(
+                f"Parts of type {kind!r} are not supported: this model reads text only.",
+                f"{here}.type",
+            )
+        if kind == "refusal" and allow_refusal:
+            _string(part, "refusal", here)
+            continue
+        if kind not in _TEXT_PARTS:
+            raise _fail(f"Unknown content part type {kind!r}.", f"{here}.type")
+        _string(part, "text", here)
+
+
+def _kind(item: Item) -> Any:
+    """An item's type; `message` and `item_reference` may leave it out."""
+    if "type" in item:
+        return item["type"]
+    if "role" in item:
+        return "message"
+    if set(item) == {"id"}:
+        return "item_reference"
+    return None
+
+
+def _check(item: Any, where: str) -> Item:
+    if not isinstance(item, dict):
+        raise _fail("Each input item must be an object.", where)
+    kind = _kind(item)
+    if kind == "message":
+        if item.get("role") not in _ROLES:
+            raise _fail("role must be one of user, system, developer, assistant.", f"{where}.role")
+        _check_parts(
+            item.get("content"), f"{where}.content", allow_refusal=item["role"] == "assistant"
+        )
+    elif kind == "function_call":
+        for key in ("call_id", "name", "arguments"):
+            _string(item, key, where)
+    elif kind == "function_call_output":
+        _string(item, "call_id", where)
+        _check_parts(item.get("output"), f"{where}.output", allow_refusal=False)
+    elif kind == "reasoning":
+        pass  # this server does not reason yet: kept in the store, not shown to the model
+    elif kind == "item_reference":
+        _string(item, "id", where)
+    else:
+        raise _fail(f"Input items of type {kind!r} are not supported.", f"{where}.type")
+    out = {**item, "type": kind}
+    if kind != "item_reference" and not isinstance(out.get("id"), str):
+        out["id"] = new_id(_ID_PREFIX.get(kind, "item"))
+    return out
+
+
+def read_items(
+    value: str | list[Any] | None,
+    resolve: Callable[[str], Item | None] = lambda _: None,
+    param: str = "input",
+) -> list[Item]:
+    """The request's `input` as checked items with ids; a string is one user message.
+    `resolve` finds a stored item by id, for `item_reference`s."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = {"type": "input_text", "text": value}
+        return [{"type": "message", "role": "user", "content": [text], "id": new_id("msg")}]
+    items = []
+    for index, raw in enumerate(value):
+        item = _check(raw, f"{param}[{index}]")
+        if item["type"] == "item_reference":
+            found = resolve(item["id"])
+            if found is None:
+                raise _fail(f"No stored item has the id {item['id']!r}.", f"{param}[{index}].id")
+            item = found
+        items.append(item)
+    return items
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(str(part.get("text", part.get("refusal", ""))) for part in content or ())
+
+
+def to_chat_messages(items: Sequence[Item], instructions: str | None = None) -> list[Message]:
+    """`instructions` first (a system message), then the items in order. A function
+    call joins the assistant message just before it (the one turn that made it), and
+    consecutive calls go together, as chat history holds them."""
+    messages: list[Message] = []
+    if instructions:
+        messages.append(SystemMessage(content=instructions))
+    previous_kind = None
+    for item in items:
+        kind = item["type"]
+        if kind == "message":
+            role, text = item["role"], _text(item.get("content"))
+            if role == "user":
+                messages.append(UserMessage(content=text))
+            elif role == "system":
+                messages.append(SystemMessage(content=text))
+            elif role == "developer":
+                messages.append(DeveloperMessage(content=text))
+            else:
+                messages.append(AssistantMessage(content=text))
+        elif kind == "function_call":
+            call = HistoryToolCall(
+                id=item["call_id"],
+                function=CalledFunction(name=item["name"], arguments=item["arguments"]),
+            )
+            last = messages[-1] if messages else None
+            joins = previous_kind in ("function_call", "message") and isinstance(
+                last, AssistantMessage
+            )
+            if joins and isinstance(last, AssistantMessage):
+                last.tool_calls = [*(last.tool_calls or []), call]
+            else:
+                messages.append(AssistantMessage(content=None, tool_calls=[call]))
+        elif kind == "function_call_output":
+            messages.append(
+                ToolMessage(content=_text(item.get("output")), tool_call_id=item["call_id"])
+            )
+        else:  # reasoning: not shown to the model
+            continue
+        previous_kind = kind
+    return messages
