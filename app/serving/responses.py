@@ -16,6 +16,7 @@ import msgspec
 from litestar import Request
 
 from app.engine.base import Engine
+from app.errors import to_openai_error
 from app.metrics import Metrics
 from app.serving.stream import sse_body
 from app.serving.turns import ChatTurn, start_turn
@@ -107,6 +108,6 @@ async def create_response(
         _events(events, writer, store if keep else None, items),
         started.fanout,
         encode=_frame,
-        on_error=lambda exc: [_frame(event) for event in writer.fail(exc)],
+        on_error=lambda exc: [_frame(e) for e in writer.fail(to_openai_error(None, exc))],
         done=None,
     )

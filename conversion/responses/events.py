@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from conversion.errors import OpenAIError
 from conversion.logprobs import TokenLogprob, token_entries
 from conversion.reply import ChoiceEnd, ContentPiece, TurnEvent
 from conversion.responses.items import new_id
@@ -131,7 +132,7 @@ class ResponseEvents:
         closing = ResponseIncomplete if self.final.status == "incomplete" else ResponseCompleted
         yield from self._numbered(closing(response=self.final))
 
-    def fail(self, error: Exception) -> Iterator[StreamEvent]:
+    def fail(self, error: OpenAIError) -> Iterator[StreamEvent]:
         """The stream broke after it started: the response ends `failed`."""
         self.final = self._draft.response(list(self._output), error=error)
         yield from self._numbered(ResponseFailed(response=self.final))

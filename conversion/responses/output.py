@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from conversion.errors import InternalError, OpenAIError
+from conversion.errors import OpenAIError
 from conversion.logprobs import TokenLogprob, token_entries
 from conversion.reply import ChoiceReply
 from conversion.responses.items import new_id
@@ -111,7 +111,7 @@ class ResponseDraft:
         *,
         finish_reason: str | None = None,
         usage: Usage | None = None,
-        error: Exception | None = None,
+        error: OpenAIError | None = None,
     ) -> Response:
         """`finish_reason` None: still in progress (the stream's first events)."""
         req, settings = self.request, self.settings
@@ -155,6 +155,5 @@ class ResponseDraft:
         )
 
 
-def _error(exc: Exception) -> ResponseError:
-    known = exc if isinstance(exc, OpenAIError) else InternalError("The generation failed.")
-    return ResponseError(code=known.code or known.error_type, message=known.message)
+def _error(error: OpenAIError) -> ResponseError:
+    return ResponseError(code=error.code or error.error_type, message=error.message)

@@ -105,6 +105,38 @@ async def test_error_after_the_stream_started_is_one_in_band_event(
         assert after.status_code == 200
 
 
+async def test_a_responses_stream_that_breaks_ends_with_response_failed(
+    client_for: ClientFactory,
+) -> None:
+    wrapped: list[FailsMidStream] = []
+
+    def wrap(engine: Any) -> FailsMidStream:
+        wrapped.append(FailsMidStream(engine))
+        return wrapped[0]
+
+    async with client_for(wrap) as client:
+        body = {"input": "Hello", "stream": True, "max_output_tokens": 20, "temperature": 0}
+        response = await client.post("/v1/responses", json=body)
+        assert response.status_code == 200
+        events = [
+            msgspec.json.decode(frame.split("\ndata: ")[1])
+            for frame in response.text.split("\n\n")
+            if frame
+        ]
+        kinds = [event["type"] for event in events]
+        assert kinds[0] == "response.created"
+        assert kinds[-1] == "response.failed"
+        assert "response.completed" not in kinds
+        failed = events[-1]["response"]
+        assert failed["status"] == "failed"
+        assert failed["error"]["code"] == "internal_error"
+        assert [e["sequence_number"] for e in events] == list(range(len(events)))
+        assert SECRET not in response.text
+        assert wrapped[0].last.cancelled
+        after = await client.post("/v1/responses", json={"input": "Hi", "max_output_tokens": 2})
+        assert after.status_code == 200
+
+
 async def test_internal_errors_are_500_in_the_envelope_without_internals(
     client_for: ClientFactory,
 ) -> None:
@@ -122,6 +154,7 @@ async def test_while_loading_health_and_chat_answer_503_with_retry_after(
         for response in (
             await client.get("/health"),
             await client.post("/v1/chat/completions", json={"messages": HELLO}),
+            await client.post("/v1/responses", json={"input": "Hello"}),
         ):
             assert_error(response, 503, code="model_not_ready")
             assert response.headers["retry-after"] == "1"

@@ -366,3 +366,30 @@ async def test_input_items_are_listed_as_openai_pages_them(
         reference = {"input": [{"type": "item_reference", "id": page["data"][0]["id"]}]}
         referenced = await client.post("/v1/responses", json={**reference, "max_output_tokens": 1})
         assert referenced.status_code == 200, referenced.text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_logprobs_come_with_the_text_when_included(client: Client, stream: bool) -> None:
+    body = {
+        "input": ASK,
+        "max_output_tokens": 6,
+        "temperature": 0,
+        "top_logprobs": 2,
+        "include": ["message.output_text.logprobs"],
+        "stream": stream,
+    }
+    reply = await client.post("/v1/responses", json=body)
+    if stream:
+        events = typed_events(reply.text)
+        deltas = [d for k, d in events if k == "response.output_text.delta"]
+        assert sum(len(d["logprobs"]) for d in deltas) == 6
+        response = events[-1][1]["response"]
+    else:
+        response = reply.json()
+    entries = response["output"][0]["content"][0]["logprobs"]
+    assert len(entries) == response["usage"]["output_tokens"] == 6
+    assert all(e["logprob"] <= 0 and len(e["top_logprobs"]) == 2 for e in entries)
+    text = response["output"][0]["content"][0]["text"]
+    assert bytes(b for e in entries for b in e["bytes"]).decode() == text
+    plain = await client.post("/v1/responses", json={**body, "include": [], "stream": False})
+    assert plain.json()["output"][0]["content"][0]["logprobs"] == []

@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from pydantic import BaseModel
 
 from tests.e2e.conftest import LiveServer, serve
+from tests.e2e.test_concurrency import COUNT, Streamer
 
 ASK = "What is 2+2? Answer with a number only."
 WEATHER_TOOL: dict[str, Any] = {
@@ -247,3 +249,26 @@ def test_an_agent_calls_our_function_tool_and_answers(live: LiveServer) -> None:
         assert cities == ["Paris"]
         assert isinstance(result.final_output, str)
         assert result.final_output
+
+
+@pytest.fixture
+def one_slot_no_queue(model_path: Path) -> Iterator[LiveServer]:
+    yield from serve(model_path, slots=1, queue_size=0)
+
+
+def test_a_full_queue_is_a_503_with_retry_after_as_in_chat(one_slot_no_queue: LiveServer) -> None:
+    live = one_slot_no_queue
+    running = Streamer(live, messages=COUNT, max_tokens=300, temperature=0)
+    running.start()
+    assert running.started.wait(30)
+    try:
+        reply = httpx.post(f"{live.base_url}/responses", json={"input": "Hi"}, timeout=10)
+        assert reply.status_code == 503
+        assert reply.headers["retry-after"] == "1"
+        assert reply.json()["error"]["code"] == "server_busy"
+        with live.client() as client, pytest.raises(openai.InternalServerError) as caught:
+            client.responses.create(model="m", input="Hi", stream=True)
+        assert caught.value.status_code == 503
+    finally:
+        running.hang_up.set()
+        running.join(timeout=60)
