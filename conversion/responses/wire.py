@@ -214,44 +214,41 @@ class OutputItemDone(StreamEvent, kw_only=True, tag="response.output_item.done")
     item: OutputItem
 
 
-class ContentPartAdded(StreamEvent, kw_only=True, tag="response.content_part.added"):
+class _ItemEvent(StreamEvent, kw_only=True):
+    """An event about one output item, named by its id and place."""
+
     item_id: str
     output_index: int
+
+
+class _PartEvent(_ItemEvent, kw_only=True):
+    """An event about one content part of a message item (this server writes one)."""
+
     content_index: int = 0
+
+
+class ContentPartAdded(_PartEvent, kw_only=True, tag="response.content_part.added"):
     part: OutputText
 
 
-class ContentPartDone(StreamEvent, kw_only=True, tag="response.content_part.done"):
-    item_id: str
-    output_index: int
-    content_index: int = 0
+class ContentPartDone(_PartEvent, kw_only=True, tag="response.content_part.done"):
     part: OutputText
 
 
-class OutputTextDelta(StreamEvent, kw_only=True, tag="response.output_text.delta"):
-    item_id: str
-    output_index: int
-    content_index: int = 0
+class OutputTextDelta(_PartEvent, kw_only=True, tag="response.output_text.delta"):
     delta: str
     logprobs: list[TokenLogprobEntry] = msgspec.field(default_factory=list)
 
 
-class OutputTextDone(StreamEvent, kw_only=True, tag="response.output_text.done"):
-    item_id: str
-    output_index: int
-    content_index: int = 0
+class OutputTextDone(_PartEvent, kw_only=True, tag="response.output_text.done"):
     text: str
     logprobs: list[TokenLogprobEntry] = msgspec.field(default_factory=list)
 
 
-class ArgumentsDelta(StreamEvent, kw_only=True, tag="response.function_call_arguments.delta"):
-    item_id: str
-    output_index: int
+class ArgumentsDelta(_ItemEvent, kw_only=True, tag="response.function_call_arguments.delta"):
     delta: str
 
 
-class ArgumentsDone(StreamEvent, kw_only=True, tag="response.function_call_arguments.done"):
-    item_id: str
-    output_index: int
+class ArgumentsDone(_ItemEvent, kw_only=True, tag="response.function_call_arguments.done"):
     name: str
     arguments: str

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -62,6 +62,17 @@ class FailsMidStream(_Wrapped):
         return self.last
 
 
+def fails_once() -> tuple[list[FailsMidStream], Callable[[Any], FailsMidStream]]:
+    """A wrapper for `client_for`, and the list that holds the engine it made."""
+    wrapped: list[FailsMidStream] = []
+
+    def wrap(engine: Any) -> FailsMidStream:
+        wrapped.append(FailsMidStream(engine))
+        return wrapped[0]
+
+    return wrapped, wrap
+
+
 class ExplodesOnTokenize(_Wrapped):
     def tokenize_chat(self, messages: Any, tools: Any = None) -> Any:
         raise RuntimeError(SECRET)
@@ -79,12 +90,7 @@ class StillLoading(_Wrapped):
 async def test_error_after_the_stream_started_is_one_in_band_event(
     client_for: ClientFactory,
 ) -> None:
-    wrapped: list[FailsMidStream] = []
-
-    def wrap(engine: Any) -> FailsMidStream:
-        wrapped.append(FailsMidStream(engine))
-        return wrapped[0]
-
+    wrapped, wrap = fails_once()
     async with client_for(wrap) as client:
         response = await client.post(
             "/v1/chat/completions",
@@ -108,12 +114,7 @@ async def test_error_after_the_stream_started_is_one_in_band_event(
 async def test_a_responses_stream_that_breaks_ends_with_response_failed(
     client_for: ClientFactory,
 ) -> None:
-    wrapped: list[FailsMidStream] = []
-
-    def wrap(engine: Any) -> FailsMidStream:
-        wrapped.append(FailsMidStream(engine))
-        return wrapped[0]
-
+    wrapped, wrap = fails_once()
     async with client_for(wrap) as client:
         body = {"input": "Hello", "stream": True, "max_output_tokens": 20, "temperature": 0}
         response = await client.post("/v1/responses", json=body)
