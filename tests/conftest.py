@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from collections.abc import Generator
 from pathlib import Path
@@ -37,6 +38,17 @@ def pytest_runtest_makereport(
     return report
 
 
+SECOND_MODEL = Path(sys.prefix) / "models" / "gemma-3-270m-q4_k_m.gguf"
+"""Gemma-3-270M Q4_K_M, assembled into the venv by scripts/dev.py."""
+
+
+@pytest.fixture(scope="session")
+def gemma_path() -> Path:
+    if not SECOND_MODEL.is_file():
+        pytest.fail(f"{SECOND_MODEL} is missing: scripts/dev.py assembles it from PyPI")
+    return SECOND_MODEL
+
+
 @pytest.fixture(scope="session")
 def model_path() -> Path:
     path = embedded_model_path()
@@ -57,14 +69,17 @@ def make_settings(
     slots: int | None = None,
     limits: dict[str, object] | None = None,
     responses: dict[str, object] | None = None,
+    model: dict[str, object] | None = None,
     **server: object,
 ) -> Settings:
-    """Test settings; `slots` sets `model.n_parallel` (default: the built-in default)."""
-    model = ModelSettings(path=str(model_path), n_ctx=1024, n_threads=TEST_THREADS)
+    """Test settings; `slots` sets `model.n_parallel` (default: the built-in default),
+    `model` any other model setting."""
+    options: dict[str, object] = {"n_ctx": 1024, "n_threads": TEST_THREADS, **(model or {})}
+    model_settings = ModelSettings(path=str(model_path), **options)  # type: ignore[arg-type]
     if slots is not None:
-        model = msgspec.structs.replace(model, n_parallel=slots)
+        model_settings = msgspec.structs.replace(model_settings, n_parallel=slots)
     return Settings(
-        model=model,
+        model=model_settings,
         server=ServerSettings(**server),  # type: ignore[arg-type]
         limits=LimitSettings(**(limits or {})),  # type: ignore[arg-type]
         responses=ResponseStoreSettings(**{"dir": _STORE_DIR, **(responses or {})}),  # type: ignore[arg-type]

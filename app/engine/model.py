@@ -52,8 +52,8 @@ class LoadedModel:
         )
         self.system_info = system_info()
         self.amx_guard = amx_guard_needed(self.system_info, allow_amx=settings.amx_kernels)
-        if self.amx_guard:
-            model_params.use_extra_bufts = False
+        # Extra buffer types are how weights reach repacked (and AMX) kernels.
+        model_params.use_extra_bufts = not (self.amx_guard or settings.batch_invariant)
         self.model = LlamaModel(path_model=path, params=model_params, verbose=False)
         self.vocab = self.model.vocab
         self.n_vocab = self.model.n_vocab()

@@ -105,7 +105,12 @@ def test_a_library_reporting_amx_loads_without_extra_buffers_unless_allowed(
     monkeypatch.setattr(model_module, "LlamaModel", _RecordingLlamaModel)
     _RecordingLlamaModel.seen.clear()
     settings = ModelSettings(
-        path=str(model_path), n_ctx=256, n_parallel=1, n_threads=TEST_THREADS, amx_kernels=allow
+        path=str(model_path),
+        n_ctx=256,
+        n_parallel=1,
+        n_threads=TEST_THREADS,
+        amx_kernels=allow,
+        batch_invariant=False,  # which also turns the extra buffer types off
     )
     with caplog.at_level(logging.WARNING, logger="llm_service.engine"):
         model = LoadedModel(str(model_path), settings, TEST_THREADS)
@@ -145,3 +150,21 @@ def test_the_amx_report_is_read_from_llama_cpps_feature_list() -> None:
     assert not has_amx_kernels(AMX_INFO.replace("AMX_INT8 = 1", "AMX_INT8 = 0"))
     assert not has_amx_kernels(AMX_INFO.replace("AMX_INT8 = 1 | ", ""))
     assert not has_amx_kernels("CPU : NOAMX_INT8 = 1 | ")
+
+
+@pytest.mark.parametrize("invariant", [True, False])
+def test_batch_invariance_loads_the_weights_without_repacking(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch, invariant: bool
+) -> None:
+    monkeypatch.setattr(model_module, "LlamaModel", _RecordingLlamaModel)
+    _RecordingLlamaModel.seen.clear()
+    settings = ModelSettings(
+        path=str(model_path), n_ctx=256, n_parallel=1, batch_invariant=invariant
+    )
+    model = LoadedModel(str(model_path), settings, TEST_THREADS)
+    try:
+        (params,) = _RecordingLlamaModel.seen
+        expected = not invariant and not has_amx_kernels(system_info())
+        assert params.use_extra_bufts is expected  # type: ignore[attr-defined]
+    finally:
+        model.close()
