@@ -73,6 +73,14 @@ class ModelSettings(ConfigModel, frozen=True):
     template stored in the GGUF file."""
     chat_template_file: str | None = None
     """Path of a Jinja chat template to use instead of the GGUF's own."""
+    reasoning_format: Literal["auto", "none"] = "auto"
+    """`auto`: a reasoning model's thinking is returned apart from the answer
+    (`reasoning_content` in chat, a `reasoning` item in the Responses API); `none`: it
+    stays in the content as the model wrote it, markers and all."""
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    """Effort when a request sets none. `none` turns a model's thinking off where its
+    template can (Qwen3's `enable_thinking`); gpt-oss takes low/medium/high; unset:
+    thinking on, at the template's own effort."""
     batch_invariant: bool = True
     """Keep every reply independent of what else is generating: llama.cpp's repacked
     weight layouts (Q4_0, Q4_K, IQ4_NL on AVX2/AVX-512/NEON) use one kernel for a

@@ -16,10 +16,12 @@ from typing import Any, Protocol
 
 from config.settings import SamplingDefaults
 from conversion.errors import ContextLengthExceededError, InvalidRequestError
+from conversion.structure import Structure
 
 __all__ = (
     "GenerationParams",
     "SamplingParams",
+    "ThinkingPlan",
     "check_context_length",
     "per_choice",
     "sampling_params",
@@ -39,6 +41,17 @@ class SamplingParams:
 
 
 @dataclass(frozen=True, slots=True)
+class ThinkingPlan:
+    """How a reasoning model's reply starts: inside its thinking (`start` None: the
+    prompt opened it), or free to open it with `start` first. Until the thinking ends
+    with `end`, stop strings are not looked for and a grammar is not applied: they
+    are meant for the answer (a `json_schema` reply is JSON after the thinking)."""
+
+    end: str
+    start: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationParams:
     sampling: SamplingParams
     max_tokens: int | None
@@ -48,12 +61,17 @@ class GenerationParams:
     """Seconds the request may take, queueing included; then it ends as `length`."""
     json_schema: dict[str, Any] | None = None
     """Constrain the reply to JSON matching this schema."""
+    structure: Structure | None = None
+    """The shape the reply must take (a forced call in the model's syntax, or
+    `json_schema` after the family's answer prefix); wins over `json_schema`."""
     grammar: str | None = None
-    """The GBNF grammar the engine built from `json_schema`."""
+    """The GBNF grammar the engine built from `structure` or `json_schema`."""
     schema_param: str = "response_format.json_schema.schema"
     """The request field `json_schema` came from, named by errors about it."""
     logprobs: int | None = None
     """Report each token's log-probability with this many alternatives; None: don't."""
+    thinking: ThinkingPlan | None = None
+    """The reply may hold thinking before the answer (a reasoning model); None: no."""
 
 
 class _SamplingFields(Protocol):

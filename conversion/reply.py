@@ -1,25 +1,22 @@
 """A generated reply, protocol-neutral: what the shared serving core hands to adapters.
 
 Every chat-style protocol (chat completions, Responses, ...) gets a finished choice as
-a `ChoiceReply`, or while streaming a sequence of `ContentPiece`s ended by one
-`ChoiceEnd` per choice, and turns them into its own wire shapes. The decision of what
-is content and what is a tool call (`conversion.tools.ReplyShaper`) is made before,
-once, for all of them.
+a `ChoiceReply`, or while streaming a sequence of `ReasoningPiece`s and `ContentPiece`s
+ended by one `ChoiceEnd` per choice, and turns them into its own wire shapes. What is
+thinking, content or a tool call (`conversion.families.ReplyShaper`) is decided
+before, once, for all of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from conversion.logprobs import TokenLogprob
 from conversion.tools import ParsedCall
+from conversion.usage import UsagePart
 
-__all__ = ("ChoiceEnd", "ChoiceReply", "ContentPiece", "TurnEvent", "UsagePart")
-
-UsagePart = tuple[int, int, int, int]
-"""(prompt index, prompt tokens, completion tokens, reused tokens) of one generation,
-for `conversion.usage.combined_usage`."""
+__all__ = ("ChoiceEnd", "ChoiceReply", "ContentPiece", "ReasoningPiece", "TurnEvent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +28,8 @@ class ChoiceReply:
     tool_calls: Sequence[ParsedCall] = ()
     logprobs: Sequence[TokenLogprob] | None = None
     """None: not asked for."""
+    reasoning: str | None = None
+    """The model's thinking, without its markers; None: it did not think."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +52,15 @@ class ChoiceEnd:
     calls: Sequence[ParsedCall] = ()
     logprobs: Sequence[TokenLogprob] | None = None
     """The tokens behind the calls; None: not asked for, or the reply was content."""
-    usage: UsagePart = (0, 0, 0, 0)
+    usage: UsagePart = field(default_factory=lambda: UsagePart(0, 0, 0))
 
 
-TurnEvent = ContentPiece | ChoiceEnd
+@dataclass(frozen=True, slots=True)
+class ReasoningPiece:
+    """Thinking of choice `index`, without its markers, that can be sent now."""
+
+    index: int
+    text: str
+
+
+TurnEvent = ContentPiece | ReasoningPiece | ChoiceEnd

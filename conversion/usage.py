@@ -7,10 +7,23 @@ see `reported_cached_tokens`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from conversion.wire import PromptTokensDetails, Usage
+from conversion.wire import CompletionTokensDetails, PromptTokensDetails, Usage
 
-__all__ = ("combined_usage", "reported_cached_tokens", "to_usage")
+__all__ = ("UsagePart", "combined_usage", "reported_cached_tokens", "to_usage")
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePart:
+    """One generation's counts."""
+
+    prompt_index: int
+    """Which prompt it continued (n choices of one prompt share it)."""
+    prompt_tokens: int
+    completion_tokens: int
+    reused_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 CACHE_MIN_PROMPT = 1024
@@ -37,23 +50,26 @@ def to_usage(prompt_tokens: int, completion_tokens: int, reused_tokens: int = 0)
         completion_tokens=completion_tokens,
         total_tokens=prompt_tokens + completion_tokens,
         prompt_tokens_details=PromptTokensDetails(cached_tokens=cached_tokens),
+        completion_tokens_details=CompletionTokensDetails(),
     )
 
 
-def combined_usage(parts: Sequence[tuple[int, int, int, int]]) -> Usage:
-    """Usage of a request with several generations, from (prompt index, prompt tokens,
-    completion tokens, reused tokens) per generation: every completion counts, each
+def combined_usage(parts: Sequence[UsagePart]) -> Usage:
+    """Usage of a request with several generations: every completion counts, each
     distinct prompt once (n choices of one prompt read it once, as OpenAI bills it)."""
     prompts: dict[int, tuple[int, int]] = {}
-    for index, prompt_tokens, _, reused in parts:
-        best = prompts.get(index, (prompt_tokens, 0))
-        prompts[index] = (prompt_tokens, max(best[1], reused))
+    for part in parts:
+        best = prompts.get(part.prompt_index, (part.prompt_tokens, 0))
+        prompts[part.prompt_index] = (part.prompt_tokens, max(best[1], part.reused_tokens))
     prompt_total = sum(tokens for tokens, _ in prompts.values())
     cached = sum(reported_cached_tokens(tokens, reused) for tokens, reused in prompts.values())
-    completion_total = sum(part[2] for part in parts)
+    completion_total = sum(part.completion_tokens for part in parts)
     return Usage(
         prompt_tokens=prompt_total,
         completion_tokens=completion_total,
         total_tokens=prompt_total + completion_total,
         prompt_tokens_details=PromptTokensDetails(cached_tokens=cached),
+        completion_tokens_details=CompletionTokensDetails(
+            reasoning_tokens=sum(part.reasoning_tokens for part in parts)
+        ),
     )

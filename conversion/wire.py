@@ -22,6 +22,7 @@ import msgspec
 from msgspec import Meta
 
 __all__ = (
+    "CompletionTokensDetails",
     "ErrorBody",
     "ErrorDetail",
     "Model",
@@ -61,11 +62,22 @@ class PromptTokensDetails(WireResponse, kw_only=True):
     """Prompt tokens whose KV cache was reused from an earlier request (not re-read)."""
 
 
+class CompletionTokensDetails(WireResponse, kw_only=True):
+    """OpenAI's breakdown; of these only reasoning happens here."""
+
+    reasoning_tokens: int = 0
+    """Tokens the model spent thinking (its reasoning), included in `completion_tokens`."""
+    audio_tokens: int = 0
+    accepted_prediction_tokens: int = 0
+    rejected_prediction_tokens: int = 0
+
+
 class Usage(WireResponse, kw_only=True):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails
+    completion_tokens_details: CompletionTokensDetails
 
 
 class Model(WireResponse, kw_only=True):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from conversion.chat.messages import TemplateMessage
+from conversion.families import Family
 from conversion.logprobs import TokenLogprob
 from conversion.params import GenerationParams
 
@@ -35,6 +36,8 @@ class ChatPrompt:
     tokens: list[int]
     stop: tuple[str, ...]
     """Stop strings the chat format itself asks for (besides end-of-generation tokens)."""
+    text: str = ""
+    """The rendered prompt (whether it opens a thinking block is read from its end)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,8 @@ class TextDelta:
     text: str
     logprobs: tuple[TokenLogprob, ...] = ()
     """The tokens behind `text`, when the request asked for log-probabilities."""
+    thinking: bool = False
+    """The text is the model's thinking (with its markers), not its answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,8 @@ class Finished:
     """Tokens sampled, end-of-generation token excluded."""
     cached_tokens: int = 0
     """Prompt tokens whose KV cache was reused instead of evaluated."""
+    reasoning_tokens: int = 0
+    """Of `completion_tokens`, those generated while thinking."""
 
 
 GenerationEvent = TextDelta | Finished
@@ -114,11 +121,22 @@ class Engine(Protocol):
         """The chat template lays out tool definitions and calls itself."""
         ...
 
+    @property
+    def family(self) -> Family:
+        """The model family its chat template shows: how it reasons and writes calls
+        (`conversion.families`); the generic one until the model has loaded."""
+        ...
+
     def tokenize_chat(
-        self, messages: list[TemplateMessage], tools: list[dict[str, Any]] | None = None
+        self,
+        messages: list[TemplateMessage],
+        tools: list[dict[str, Any]] | None = None,
+        template_kwargs: dict[str, Any] | None = None,
+        suffix: str = "",
     ) -> ChatPrompt:
         """Render messages (and, for a template that `renders_tools`, the tools) with
-        the model's chat template and tokenize them once.
+        the model's chat template, passing it `template_kwargs` (e.g. `enable_thinking`),
+        add `suffix` to the text, and tokenize it once.
 
         Blocking (call it in a worker thread); safe to run while a generation is going on.
         """

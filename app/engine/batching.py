@@ -28,7 +28,7 @@ from typing import Any
 
 from app.engine.base import ChatPrompt, EngineState
 from app.engine.embedding import Embedder
-from app.engine.grammar import grammar_for
+from app.engine.grammar import grammar_for, grammar_for_structure
 from app.engine.jobs import JobHandle, JobQueue, JobRecord
 from app.engine.model import LoadedModel
 from app.engine.sampling import check_sampling
@@ -42,6 +42,7 @@ from conversion.errors import (
     ModelLoadFailedError,
     ModelNotReadyError,
 )
+from conversion.families import FALLBACK, Family
 from conversion.params import GenerationParams
 
 __all__ = ("BatchingEngine", "default_threads")
@@ -123,15 +124,24 @@ class BatchingEngine:
     def renders_tools(self) -> bool:
         return self._model is not None and self._model.template.renders_tools
 
+    @property
+    def family(self) -> Family:
+        return self._model.template.family if self._model is not None else FALLBACK
+
     def tokenize_chat(
-        self, messages: list[TemplateMessage], tools: list[dict[str, Any]] | None = None
+        self,
+        messages: list[TemplateMessage],
+        tools: list[dict[str, Any]] | None = None,
+        template_kwargs: dict[str, Any] | None = None,
+        suffix: str = "",
     ) -> ChatPrompt:
         with self._model_lock:  # the worker must not free the vocabulary meanwhile
             self.check_ready()
             model = self._model
             assert model is not None
-            prompt, has_special, stop = model.template.render(messages, tools)
-            return ChatPrompt(model.tokenize(prompt, add_bos=not has_special), stop)
+            prompt, has_special, stop = model.template.render(messages, tools, template_kwargs)
+            prompt += suffix
+            return ChatPrompt(model.tokenize(prompt, add_bos=not has_special), stop, prompt)
 
     def tokenize_text(self, text: str, *, add_special: bool) -> list[int]:
         with self._model_lock:
@@ -164,7 +174,10 @@ class BatchingEngine:
         return self._embedder
 
     def check_params(self, params: GenerationParams) -> GenerationParams:
-        if params.json_schema is not None and params.grammar is None:
+        if params.grammar is None and params.structure is not None:
+            grammar = grammar_for_structure(params.structure)
+            params = dataclasses.replace(params, grammar=grammar)
+        elif params.grammar is None and params.json_schema is not None:
             grammar = grammar_for(params.json_schema, params.schema_param)
             params = dataclasses.replace(params, grammar=grammar)
         with self._model_lock:
@@ -215,6 +228,17 @@ class BatchingEngine:
             model.n_ctx_seq,
             threads,
             model.template.description,
+        )
+        family = model.template.family
+        unknown_tools = family is FALLBACK and model.template.renders_tools
+        family_log = logger.warning if unknown_tools else logger.info
+        family_log(
+            "Chat family: %s (%s)%s",
+            family.name,
+            family.detected_by,
+            "; tool calls are read and forced as Hermes <tool_call> JSON"
+            if family is FALLBACK
+            else "",
         )
         logger.info("llama.cpp system info: %s", model.system_info)
 

@@ -32,8 +32,15 @@ from typing import Any
 from llama_cpp.llama_grammar import SchemaConverter
 
 from conversion.errors import InvalidRequestError
+from conversion.structure import Json, Literal, Structure
 
-__all__ = ("JSON_CHAR_RULE", "UPSTREAM_CHAR_RULE", "grammar_for")
+__all__ = (
+    "JSON_CHAR_RULE",
+    "UPSTREAM_CHAR_RULE",
+    "grammar_for",
+    "grammar_for_structure",
+    "literal",
+)
 
 UPSTREAM_CHAR_RULE = (
     r'[^"\\] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
@@ -88,8 +95,8 @@ class _JsonSafeConverter(SchemaConverter):
         return str(super()._add_rule(name, _json_safe_negations(rule)))  # type: ignore[no-untyped-call]
 
 
-def grammar_for(schema: dict[str, Any], param: str) -> str:
-    """`param`: the request field the schema came from, for the 400."""
+def _schema_rules(schema: dict[str, Any], param: str) -> list[tuple[str, str]]:
+    """The converter's rules for one schema, as (name, body); the first is `root`."""
     try:
         converter = _JsonSafeConverter(  # type: ignore[no-untyped-call]
             prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False
@@ -97,9 +104,77 @@ def grammar_for(schema: dict[str, Any], param: str) -> str:
         # resolve_refs rewrites `$ref`s in place: work on a copy of the request's schema
         resolved = converter.resolve_refs(json.loads(json.dumps(schema)), "input")
         converter.visit(resolved, "")  # type: ignore[no-untyped-call]
-        return str(converter.format_grammar())  # type: ignore[no-untyped-call]
+        text = str(converter.format_grammar())  # type: ignore[no-untyped-call]
     except Exception as exc:  # any failure of the converter: the schema is unusable
         raise InvalidRequestError(
             f"This JSON schema cannot be enforced: {exc}",
             param=param,
         ) from exc
+    rules = [tuple(line.split(" ::= ", 1)) for line in text.splitlines()]
+    rules.sort(key=lambda rule: rule[0] != "root")
+    return [(name, body) for name, body in rules]
+
+
+_RULE_NAME = re.compile(r"[A-Za-z0-9-]+")
+
+
+def _renamed(body: str, prefix: str) -> str:
+    """`body` with every rule reference (outside literals and classes) prefixed."""
+    out: list[str] = []
+    i, n = 0, len(body)
+    while i < n:
+        c = body[i]
+        if c in '"[{':  # literals, classes and {m,n} repetitions are copied whole
+            close = {'"': '"', "[": "]", "{": "}"}[c]
+            j = i + 1
+            while j < n and body[j] != close:
+                j += 2 if body[j] == "\\" else 1
+            out.append(body[i : j + 1])
+            i = j + 1
+        elif (match := _RULE_NAME.match(body, i)) is not None:
+            out.append(prefix + match[0])
+            i = match.end()
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def literal(text: str) -> str:
+    """`text` as a GBNF string literal."""
+    escaped = "".join(
+        _LITERAL_ESCAPES.get(c) or (f"\\x{ord(c):02X}" if ord(c) < 0x20 else c) for c in text
+    )
+    return f'"{escaped}"'
+
+
+def grammar_for_structure(structure: Structure) -> str:
+    """One GBNF grammar for a `Structure`: its options as alternatives of `root`, each
+    a sequence of literals, schema-matching JSON (the converter's rules, renamed apart)
+    and free text."""
+    rules: list[str] = []
+    options: list[str] = []
+    free = False
+    for o, option in enumerate(structure.options):
+        sequence: list[str] = []
+        for p, part in enumerate(option):
+            if isinstance(part, Literal):
+                if part.text:
+                    sequence.append(literal(part.text))
+            elif isinstance(part, Json):
+                prefix = f"o{o}p{p}-"
+                for name, body in _schema_rules(part.schema, part.param):
+                    rules.append(f"{prefix}{name} ::= {_renamed(body, prefix)}")
+                sequence.append(f"{prefix}root")
+            else:
+                free = True
+                sequence.append("free-text")
+        options.append(" ".join(sequence) or '""')
+    if free:
+        rules.append("free-text ::= [^<]*")
+    return "\n".join([f"root ::= {' | '.join(f'( {o} )' for o in options)}", *rules])
+
+
+def grammar_for(schema: dict[str, Any], param: str) -> str:
+    """The grammar of JSON matching `schema`; `param`: its request field, for the 400."""
+    return grammar_for_structure(Structure.json(schema, param))

@@ -88,6 +88,8 @@ class LoadedModel:
             raise
         self.load_seconds = time.perf_counter() - started
         self._pieces: dict[int, bytes] = {}
+        self.visible = self._marker_tokens(self.template.family.markers)
+        """Special tokens whose text replies keep (the family's markers)."""
 
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
         """Thread-safe (reads the vocabulary only): routes call it beside decoding."""
@@ -103,21 +105,31 @@ class LoadedModel:
                 )
         return bytes(self.model.detokenize(tokens, special=True)).decode("utf-8", "replace")
 
+    def _marker_tokens(self, markers: tuple[str, ...]) -> frozenset[int]:
+        found = set()
+        for marker in markers:
+            tokens = list(self.model.tokenize(marker.encode(), add_bos=False, special=True))
+            if len(tokens) == 1:
+                found.add(tokens[0])
+        return frozenset(found)
+
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
 
     def piece(self, token: int) -> bytes:
         """The bytes of one token (maybe part of a UTF-8 character); cached, so a long
-        reply costs the same per token as a short one."""
+        reply costs the same per token as a short one. Special tokens show no text,
+        except the family's markers (`visible`), which parsing needs."""
         piece = self._pieces.get(token)
         if piece is None:
             size = 64
             buf = ctypes.create_string_buffer(size)
-            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, size, 0, False)
+            special = token in self.visible
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, size, 0, special)
             if n < 0:
                 size = -n
                 buf = ctypes.create_string_buffer(size)
-                n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, size, 0, False)
+                n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, size, 0, special)
             piece = self._pieces[token] = buf.raw[:n]
         return piece
 

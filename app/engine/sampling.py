@@ -32,7 +32,7 @@ def check_sampling(params: GenerationParams, n_vocab: int, vocab: Any) -> None:
         if not probe:
             raise InvalidRequestError(
                 "llama.cpp cannot use the grammar built from this JSON schema.",
-                param=params.schema_param,
+                param=params.structure.param if params.structure else params.schema_param,
             )
         llama_cpp.llama_sampler_free(probe)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import llama_cpp
 
 from app.engine.jobs import Job
+from app.engine.thinking import Thinking
 from conversion.logprobs import TokenLogprob
 from conversion.text import TextAssembler
 
@@ -62,6 +63,12 @@ class Slot:
     """Where this slot's logits sit in the current batch; -1 when it has none."""
     pending: list[TokenLogprob] = field(default_factory=list)
     """Log-probabilities of tokens whose text the assembler still holds back."""
+    thinking: Thinking | None = None
+    """While the job's reply is (or may be) thinking: where it stands in it."""
+    think_sampler: llama_cpp.llama_sampler_p | None = None
+    """The chain without the grammar, used while thinking (None: `sampler` serves)."""
+    reasoning_tokens: int = 0
+    """Tokens of the current job's thinking, once it has ended."""
 
     @property
     def prefilling(self) -> bool:
@@ -69,9 +76,11 @@ class Slot:
 
     def release(self) -> None:
         """End the job; the cache stays for the next request to reuse."""
-        if self.sampler is not None:
-            llama_cpp.llama_sampler_free(self.sampler)
+        for chain in (self.sampler, self.think_sampler):
+            if chain is not None:
+                llama_cpp.llama_sampler_free(chain)
         self.job, self.sampler, self.assembler, self.next_token = None, None, None, None
+        self.thinking, self.think_sampler, self.reasoning_tokens = None, None, 0
         self.logits_index = -1
         self.pending.clear()
 

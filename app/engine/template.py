@@ -21,6 +21,7 @@ from config.loader import SettingsError
 from config.settings import ModelSettings
 from conversion.chat.messages import TemplateMessage
 from conversion.errors import InvalidRequestError
+from conversion.families import detect_family
 from conversion.params import stop_strings
 
 __all__ = ("ChatTemplate", "builtin_formats", "check_template_settings")
@@ -72,7 +73,11 @@ class ChatTemplate:
         self.renders_tools = False
         """The Jinja template uses `tools` (it lays out tool definitions and calls
         itself); otherwise `conversion.tools` describes them in the system message."""
+        self.source: str | None = None
+        """The Jinja source, when there is one (a built-in format has none)."""
         self._formatter: Formatter = self._choose(model, settings)
+        self.family = detect_family(self.source)
+        """How the model thinks and writes calls, as its template shows it."""
 
     def _choose(self, model: LlamaModel, settings: ModelSettings) -> Formatter:
         if settings.chat_template_file is not None:
@@ -92,6 +97,7 @@ class ChatTemplate:
         return self._jinja(model, embedded)
 
     def _jinja(self, model: LlamaModel, source: str) -> Formatter:
+        self.source = source
         self.renders_tools = re.search(r"\btools\b", source) is not None
         eos, bos = model.token_eos(), model.token_bos()
         return llama_chat_format.Jinja2ChatFormatter(
@@ -101,10 +107,15 @@ class ChatTemplate:
         )
 
     def render(
-        self, messages: list[TemplateMessage], tools: list[dict[str, Any]] | None = None
+        self,
+        messages: list[TemplateMessage],
+        tools: list[dict[str, Any]] | None = None,
+        variables: dict[str, Any] | None = None,
     ) -> tuple[str, bool, tuple[str, ...]]:
+        """(prompt, whether it already has BOS, stop strings); `variables` go to the
+        template as they are (`chat_template_kwargs`, `enable_thinking`, ...)."""
         try:
-            result = self._formatter(messages=messages, tools=tools)
+            result = self._formatter(messages=messages, tools=tools, **(variables or {}))
         except (jinja2.TemplateError, ValueError, TypeError, KeyError) as exc:
             raise InvalidRequestError(
                 f"The chat template cannot render these messages: {exc}", param="messages"

@@ -34,6 +34,7 @@ from app.engine.logprobs import token_logprob
 from app.engine.model import LoadedModel
 from app.engine.sampling import new_sampler
 from app.engine.slots import Slot, pick_slot
+from app.engine.thinking import Thinking
 from conversion.errors import InternalError
 from conversion.text import TextAssembler
 
@@ -87,10 +88,13 @@ class DecodeLoop:
             expired.put(Finished("length", len(expired.prompt), 0))
         free = [slot for slot in self._slots if slot.job is None]
         while free and (job := self._queue.take_nowait()) is not None:
+            params = job.params
             try:
-                sampler = new_sampler(
-                    job.params.sampling, model.n_vocab, model.vocab, job.params.grammar
-                )
+                sampler = new_sampler(params.sampling, model.n_vocab, model.vocab, params.grammar)
+                if params.thinking is not None and params.grammar is not None:
+                    think_sampler = new_sampler(params.sampling, model.n_vocab, model.vocab)
+                else:
+                    think_sampler = None
             except ValueError:  # never leave a request without an answer, nor the loop
                 logger.exception("Could not build the sampler for a request")
                 self._queue.finish(job, JobRecord("failed", len(job.prompt), 0, 0, 0, None))
@@ -105,7 +109,8 @@ class DecodeLoop:
             model.forget(slot.seq, keep)
             del slot.cached[keep:]
             slot.job, slot.reused, slot.last_used = job, keep, next(self._clock)
-            slot.sampler = sampler
+            slot.sampler, slot.think_sampler = sampler, think_sampler
+            slot.thinking = Thinking(params.thinking) if params.thinking is not None else None
             slot.assembler = TextAssembler(job.params.stop)
             slot.limit = model.n_ctx_seq - len(job.prompt)
             if job.params.max_tokens is not None:
@@ -170,9 +175,10 @@ class DecodeLoop:
         for slot, tokens in fed:
             slot.cached.extend(tokens)
             if slot.logits_index >= 0:
-                token = int(
-                    llama_cpp.llama_sampler_sample(slot.sampler, model.ctx, slot.logits_index)
-                )
+                chain = slot.sampler
+                if slot.thinking is not None and slot.think_sampler is not None:
+                    chain = slot.think_sampler  # the grammar waits for the answer
+                token = int(llama_cpp.llama_sampler_sample(chain, model.ctx, slot.logits_index))
                 self._emit(slot, token)
                 slot.logits_index = -1
 
@@ -193,7 +199,10 @@ class DecodeLoop:
             slot.pending.append(
                 token_logprob(model.ctx, slot.logits_index, token, model.n_vocab, top, model.piece)
             )
-        if text := assembler.feed(model.piece(token)):
+        piece = model.piece(token)
+        if slot.thinking is not None:
+            piece = self._think(slot, piece)
+        if piece and (text := assembler.feed(piece)):
             job.put(TextDelta(text, tuple(slot.pending)))
             slot.pending.clear()
         if assembler.stopped:
@@ -203,15 +212,40 @@ class DecodeLoop:
         else:
             slot.next_token = token
 
+    def _think(self, slot: Slot, piece: bytes) -> bytes:
+        """A token of a reply that is (or may be) thinking: send the thinking text;
+        return the bytes that belong to the answer (none until the thinking ends)."""
+        thinking, job = slot.thinking, slot.job
+        assert thinking is not None
+        assert job is not None
+        text, answer = thinking.feed(piece)
+        if text:
+            job.put(TextDelta(text, tuple(slot.pending), thinking=True))
+            slot.pending.clear()
+        if answer is None:
+            return b""
+        slot.reasoning_tokens, slot.thinking = thinking.tokens, None  # the answer begins
+        return answer
+
     def _finish(self, slot: Slot, reason: Literal["stop", "length"]) -> None:
         job, assembler = slot.job, slot.assembler
         assert job is not None
         assert assembler is not None
+        thinking = slot.thinking
+        if thinking is not None and thinking.phase == "undecided":
+            assembler.feed(thinking.finish().encode())  # it never opened: answer text
+        elif thinking is not None:  # cut off while thinking: what was thought is sent
+            if tail := thinking.finish():
+                job.put(TextDelta(tail, tuple(slot.pending), thinking=True))
+                slot.pending.clear()
+            slot.reasoning_tokens = thinking.tokens
         # Held log-probabilities go with the held text; with no text they belong to
         # the start of a character the cap cut off (or to a stop string): dropped too.
         if tail := assembler.finish():
             job.put(TextDelta(tail, tuple(slot.pending)))
-        finished = Finished(reason, len(job.prompt), job.completion_tokens, slot.reused)
+        finished = Finished(
+            reason, len(job.prompt), job.completion_tokens, slot.reused, slot.reasoning_tokens
+        )
         self._end(slot, reason, finished)
 
     def _end(self, slot: Slot, outcome: str, last: Finished | Exception | None = None) -> None:

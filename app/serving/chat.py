@@ -19,10 +19,10 @@ from app.serving.turns import ChatTurn, start_turn
 from config.settings import Settings
 from conversion.chat.messages import to_template_messages
 from conversion.chat.replies import ChunkFactory, to_chat_completion
-from conversion.chat.requests import check_limits, to_generation_params
+from conversion.chat.requests import check_limits, template_kwargs, to_generation_params
 from conversion.chat.wire import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from conversion.limits import apply_limits
-from conversion.reply import ContentPiece, TurnEvent
+from conversion.reply import ContentPiece, ReasoningPiece, TurnEvent
 from conversion.tools import plan_tools
 from conversion.usage import combined_usage
 
@@ -38,6 +38,9 @@ async def _chunks(
     for index in range(count):
         yield chunks.role(index)
     async for item in events:
+        if isinstance(item, ReasoningPiece):
+            yield chunks.reasoning(item.text, item.index)
+            continue
         if isinstance(item, ContentPiece):
             yield chunks.content(item.text, item.index, item.logprobs)
             continue
@@ -61,14 +64,19 @@ async def create_chat_completion(
     check_limits(body, settings.limits)
     params = apply_limits(to_generation_params(body, settings.sampling), settings.limits)
     plan = plan_tools(body.tools, body.tool_choice)
+    messages = to_template_messages(
+        body.messages, native_tools=engine.renders_tools, syntax=engine.family.tools
+    )
     turn = ChatTurn(
-        messages=to_template_messages(body.messages, native_tools=engine.renders_tools),
+        messages=messages,
         params=params,
         plan=plan,
         choices=body.n or 1,
         log_text=lambda: _MESSAGES.encode(body.messages).decode(),
+        reasoning_effort=body.reasoning_effort,
+        template_kwargs=template_kwargs(body.chat_template_kwargs),
     )
-    started = await start_turn(request, turn, engine, settings.server.log_prompts, metrics)
+    started = await start_turn(request, turn, engine, settings, metrics)
     if not body.stream:
         replies, usage = await started.replies()
         return to_chat_completion(model=engine.model_id, choices=replies, usage=usage)

@@ -18,6 +18,7 @@ from app.engine.base import Engine, Finished, Generation, GenerationEvent, TextD
 from app.metrics import Metrics, RequestStats, observe
 from conversion.logprobs import TokenLogprob
 from conversion.params import GenerationParams
+from conversion.usage import UsagePart
 
 __all__ = ("ChoiceResult", "Fanout", "collect", "submit_all", "usage_part")
 
@@ -29,6 +30,9 @@ class ChoiceResult:
     """A choice's whole output, for a non-streamed response."""
 
     text: str = ""
+    """All of it, thinking included (legacy completions read this)."""
+    pieces: list[tuple[str, bool]] = field(default_factory=list)
+    """The text as it came: (text, whether it was thinking)."""
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finished: Finished | None = None
 
@@ -84,9 +88,15 @@ class Fanout:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def usage_part(finished: Finished, prompt: int = 0) -> tuple[int, int, int, int]:
+def usage_part(finished: Finished, prompt: int = 0) -> UsagePart:
     """One generation's entry for `conversion.usage.combined_usage`."""
-    return (prompt, finished.prompt_tokens, finished.completion_tokens, finished.cached_tokens)
+    return UsagePart(
+        prompt,
+        finished.prompt_tokens,
+        finished.completion_tokens,
+        finished.cached_tokens,
+        finished.reasoning_tokens,
+    )
 
 
 def submit_all(engine: Engine, jobs: Sequence[tuple[list[int], GenerationParams]]) -> Fanout:
@@ -105,15 +115,14 @@ def submit_all(engine: Engine, jobs: Sequence[tuple[list[int], GenerationParams]
 async def collect(events: AsyncIterator[IndexedEvent], count: int) -> list[ChoiceResult]:
     """Every choice's text, log-probabilities and end."""
     results = [ChoiceResult() for _ in range(count)]
-    parts: list[list[str]] = [[] for _ in range(count)]
     async for index, item in events:
         if isinstance(item, TextDelta):
-            parts[index].append(item.text)
+            results[index].pieces.append((item.text, item.thinking))
             results[index].logprobs.extend(item.logprobs)
         else:
             results[index].finished = item
-    for result, texts in zip(results, parts, strict=True):
+    for result in results:
         if result.finished is None:
             raise RuntimeError("a generation ended without a Finished event")
-        result.text = "".join(texts)
+        result.text = "".join(text for text, _ in result.pieces)
     return results

@@ -82,18 +82,23 @@ async def create_response(
     mapped = to_settings(body, settings.sampling)
     history, items = await _conversation(body, store)
     messages = to_chat_messages(history + items, body.instructions)
+    family = engine.family
     turn = ChatTurn(
-        messages=to_template_messages(messages, native_tools=engine.renders_tools),
+        messages=to_template_messages(
+            messages, native_tools=engine.renders_tools, syntax=family.tools
+        ),
         params=apply_limits(mapped.params, settings.limits),
         plan=mapped.plan,
         truncate=body.truncation == "auto",
         messages_param="input",
         schema_conflict_param="text.format",
         log_text=lambda: _encoder.encode(messages).decode(),
+        reasoning_effort=mapped.reasoning_effort,
+        template_kwargs=mapped.template_kwargs,
     )
     keep = body.store is not False and store.enabled
     draft = ResponseDraft(body, mapped, engine.model_id, keep)
-    started = await start_turn(request, turn, engine, settings.server.log_prompts, metrics)
+    started = await start_turn(request, turn, engine, settings, metrics)
     if not body.stream:
         [reply], usage = await started.replies()
         response = draft.response(

@@ -31,11 +31,14 @@ from app.engine.base import ChatPrompt, Engine, TextDelta
 from app.metrics import Metrics, RequestStats
 from app.serving.fanout import ChoiceResult, Fanout, IndexedEvent, submit_all, usage_part
 from app.serving.stream import collect_all, first_then_rest
+from config.settings import ModelSettings, Settings
 from conversion.errors import ContextLengthExceededError, InvalidRequestError
+from conversion.families import Family, ReplyShaper, template_variables, thinking_state
 from conversion.logprobs import TokenLogprob
-from conversion.params import GenerationParams, check_context_length, per_choice
-from conversion.reply import ChoiceEnd, ChoiceReply, ContentPiece, TurnEvent
-from conversion.tools import ReplyShaper, ToolPlan, call_schema, tool_instructions
+from conversion.params import GenerationParams, ThinkingPlan, check_context_length, per_choice
+from conversion.reply import ChoiceEnd, ChoiceReply, ContentPiece, ReasoningPiece, TurnEvent
+from conversion.structure import Structure
+from conversion.tools import ToolPlan, tool_instructions
 from conversion.usage import combined_usage
 from conversion.wire import Usage
 
@@ -64,6 +67,10 @@ class ChatTurn:
     """The field to name when a structured reply is asked for with a forced call."""
     log_text: Callable[[], str] | None = None
     """The request's messages for `server.log_prompts`, rendered only when logged."""
+    reasoning_effort: str | None = None
+    """The request's effort (`none` turns a model's thinking off); None: the server's."""
+    template_kwargs: dict[str, Any] | None = None
+    """The request's own template variables (`chat_template_kwargs`)."""
 
 
 @dataclass(slots=True)
@@ -73,6 +80,8 @@ class StartedTurn:
     request: Request[Any, Any, Any]
     fanout: Fanout
     plan: ToolPlan | None
+    family: Family
+    separate_reasoning: bool
     count: int
     logprobs: bool
     stats: RequestStats | None
@@ -97,30 +106,44 @@ class StartedTurn:
     def cancel(self) -> None:
         self.fanout.cancel()
 
+    def _shaper(self) -> ReplyShaper:
+        return ReplyShaper(self.family, self.plan, self.separate_reasoning)
+
     def _reply(self, result: ChoiceResult) -> ChoiceReply:
         assert result.finished is not None
-        shaper = ReplyShaper(self.plan)
-        content = shaper.feed(result.text)
-        rest, calls, finish_reason = shaper.finish(result.finished.finish_reason)
+        shaper = self._shaper()
+        reasoning, content = [], []
+        for text, thinking in result.pieces:
+            think, said = shaper.feed(text, thinking)
+            reasoning.append(think)
+            content.append(said)
+        think, rest, calls, finish_reason = shaper.finish(result.finished.finish_reason)
+        thought = "".join([*reasoning, think]) if result.finished.reasoning_tokens else None
         tokens = result.logprobs if self.logprobs else None
         if calls:
-            return ChoiceReply(None, finish_reason, calls, tokens)
-        return ChoiceReply(content + rest, finish_reason, (), tokens)
+            before = "".join(content) or None  # text the reply had before its calls
+            return ChoiceReply(before, finish_reason, calls, tokens, thought)
+        return ChoiceReply("".join([*content, rest]), finish_reason, (), tokens, thought)
 
     async def _shaped(self, events: AsyncIterator[IndexedEvent]) -> AsyncIterator[TurnEvent]:
-        shapers = [ReplyShaper(self.plan) for _ in range(self.count)]
+        shapers = [self._shaper() for _ in range(self.count)]
         held: list[list[TokenLogprob]] = [[] for _ in range(self.count)]
         async for index, item in events:
             if isinstance(item, TextDelta):
                 held[index].extend(item.logprobs)
-                if text := shapers[index].feed(item.text):
-                    yield ContentPiece(index, text, held[index] if self.logprobs else None)
+                think, said = shapers[index].feed(item.text, item.thinking)
+                if think:
+                    yield ReasoningPiece(index, think)
+                if said:
+                    yield ContentPiece(index, said, held[index] if self.logprobs else None)
                     held[index] = []
                 continue
-            rest, calls, finish_reason = shapers[index].finish(item.finish_reason)
+            think, rest, calls, finish_reason = shapers[index].finish(item.finish_reason)
             tokens = held[index] if self.logprobs else None
-            if not calls and (rest or tokens):
-                yield ContentPiece(index, rest, tokens)
+            if think:
+                yield ReasoningPiece(index, think)
+            if rest or (tokens and not calls):
+                yield ContentPiece(index, rest, None if calls else tokens)
             yield ChoiceEnd(
                 index,
                 finish_reason,
@@ -130,22 +153,26 @@ class StartedTurn:
             )
 
 
-def _with_tools(turn: ChatTurn) -> GenerationParams:
-    """A forced call is a JSON schema of the call, enforced like a structured reply."""
+def _structured(turn: ChatTurn, family: Family) -> GenerationParams:
+    """A forced call is the call in the family's syntax; a structured answer is JSON
+    after the family's answer prefix. Both become a `Structure` the engine enforces."""
     params, plan = turn.params, turn.plan
-    if plan is None or plan.mode != "required":
-        return params
-    if params.json_schema is not None:
-        raise InvalidRequestError(
-            f"{turn.schema_conflict_param} cannot ask for structured output together with "
-            "a required tool call.",
-            param=turn.schema_conflict_param,
-        )
-    return dataclasses.replace(params, json_schema=call_schema(plan), schema_param="tools")
+    if plan is not None and plan.mode == "required":
+        if params.json_schema is not None:
+            raise InvalidRequestError(
+                f"{turn.schema_conflict_param} cannot ask for structured output together "
+                "with a required tool call.",
+                param=turn.schema_conflict_param,
+            )
+        return dataclasses.replace(params, structure=family.tools.forced(plan))
+    if params.json_schema is not None and family.answer_prefix:
+        answer = Structure.json(params.json_schema, params.schema_param, family.answer_prefix)
+        return dataclasses.replace(params, structure=answer)
+    return params
 
 
 def _template_inputs(
-    messages: Messages, plan: ToolPlan | None, native: bool
+    messages: Messages, plan: ToolPlan | None, native: bool, family: Family
 ) -> tuple[Messages, list[dict[str, Any]] | None]:
     """Messages and tools for the chat template: a template that renders tools gets
     them as they are; otherwise they are described in the system message."""
@@ -153,7 +180,8 @@ def _template_inputs(
         return messages, None
     if native:
         return messages, [{"type": "function", "function": _tool_dict(f)} for f in plan.functions]
-    instructions = tool_instructions(plan)
+    example = family.tools.write("<function name>", "<arguments object>")
+    instructions = tool_instructions(plan, example)
     messages = list(messages)
     if messages and messages[0]["role"] == "system":
         messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{instructions}"}
@@ -168,14 +196,18 @@ def _tool_dict(function: Any) -> dict[str, Any]:
 
 
 async def _prompt(
-    engine: Engine, turn: ChatTurn, params: GenerationParams
+    engine: Engine,
+    turn: ChatTurn,
+    params: GenerationParams,
+    variables: dict[str, Any],
+    suffix: str = "",
 ) -> tuple[ChatPrompt, int]:
     """The tokenized prompt, and how many leading messages were dropped to fit it."""
-    native = engine.renders_tools
+    native, family = engine.renders_tools, engine.family
 
     def render(messages: Messages) -> ChatPrompt:
-        rendered, tools = _template_inputs(messages, turn.plan, native)
-        return engine.tokenize_chat(rendered, tools)
+        rendered, tools = _template_inputs(messages, turn.plan, native, family)
+        return engine.tokenize_chat(rendered, tools, variables, suffix)
 
     prompt = await anyio.to_thread.run_sync(render, turn.messages)
     if not prompt.tokens:
@@ -189,6 +221,24 @@ async def _prompt(
         )
         return prompt, 0
     return await _truncated(engine, turn, params, prompt, render)
+
+
+async def _thinking_prompt(
+    engine: Engine, turn: ChatTurn, params: GenerationParams, variables: dict[str, Any]
+) -> tuple[ChatPrompt, int, ThinkingPlan | None]:
+    """The prompt, and how the reply's thinking starts (see `ThinkingPlan`). A reply
+    that must match a grammar and may or may not think gets its thinking opened in the
+    prompt, as templates that force thinking do: the grammar then waits for its end."""
+    family = engine.family
+    prompt, dropped = await _prompt(engine, turn, params, variables)
+    state = thinking_state(family, prompt.text)
+    if family.thinking is None or state in (None, "closed"):
+        return prompt, dropped, None
+    if state == "free" and params.grammar is not None:
+        prompt, dropped = await _prompt(engine, turn, params, variables, family.thinking.start)
+        state = "open"
+    start = family.thinking.start if state == "free" else None
+    return prompt, dropped, ThinkingPlan(family.thinking.end, start)
 
 
 def _fits(prompt: ChatPrompt, params: GenerationParams, context: int) -> bool:
@@ -246,21 +296,27 @@ def _cut_points(messages: Sequence[dict[str, Any]], keep: int) -> list[int]:
     return points
 
 
+def _variables(turn: ChatTurn, family: Family, settings: ModelSettings) -> dict[str, Any]:
+    effort = turn.reasoning_effort or settings.reasoning_effort
+    return template_variables(family, effort, turn.template_kwargs)
+
+
 async def start_turn(
     request: Request[Any, Any, Any],
     turn: ChatTurn,
     engine: Engine,
-    log_prompts: bool,
+    settings: Settings,
     metrics: Metrics | None = None,
 ) -> StartedTurn:
     """Check, render, tokenize and queue the turn's choices (see the module docstring)."""
-    params = await anyio.to_thread.run_sync(engine.check_params, _with_tools(turn))
-    prompt, dropped = await _prompt(engine, turn, params)
-    if prompt.stop:
-        params = dataclasses.replace(params, stop=params.stop + prompt.stop)
+    family = engine.family
+    params = await anyio.to_thread.run_sync(engine.check_params, _structured(turn, family))
+    variables = _variables(turn, family, settings.model)
+    prompt, dropped, thinking = await _thinking_prompt(engine, turn, params, variables)
+    params = dataclasses.replace(params, thinking=thinking, stop=params.stop + prompt.stop)
     fanout = submit_all(engine, [(prompt.tokens, p) for p in per_choice(params, turn.choices)])
     stats = request_stats(request.scope)
-    if log_prompts and turn.log_text is not None:
+    if settings.server.log_prompts and turn.log_text is not None:
         prompt_log.info(
             "request_id=%s messages=%s", stats.request_id if stats else "-", turn.log_text()
         )
@@ -268,6 +324,8 @@ async def start_turn(
         request=request,
         fanout=fanout,
         plan=turn.plan,
+        family=family,
+        separate_reasoning=settings.model.reasoning_format != "none",
         count=turn.choices,
         logprobs=params.logprobs is not None,
         stats=stats,

@@ -24,9 +24,11 @@ from conversion.chat.wire import (
     ToolMessage,
 )
 from conversion.errors import InvalidRequestError
-from conversion.tools import call_as_text
+from conversion.families.syntax import ToolSyntax
 
 __all__ = ("TemplateMessage", "to_template_messages")
+
+_HERMES = ToolSyntax()
 
 TemplateMessage = dict[str, Any]
 
@@ -55,9 +57,10 @@ def _role(message: Message) -> str:
     return str(type(message).__struct_config__.tag)
 
 
-def _calls(message: AssistantMessage, native: bool) -> list[dict[str, Any]]:
+def _calls(message: AssistantMessage, native: bool, syntax: ToolSyntax) -> list[dict[str, Any]]:
     """History tool calls: kept for a template that renders them, with `arguments`
-    parsed into an object as Hugging Face templates expect (OpenAI sends a string)."""
+    parsed into an object as Hugging Face templates expect (OpenAI sends a string),
+    and ids the template accepts."""
     calls: list[dict[str, Any]] = []
     for call in message.tool_calls or ():
         arguments = call.function.arguments
@@ -71,17 +74,17 @@ def _calls(message: AssistantMessage, native: bool) -> list[dict[str, Any]]:
             "function": {"name": call.function.name, "arguments": arguments},
         }
         if call.id is not UNSET:
-            out["id"] = call.id
+            out["id"] = syntax.history_id(call.id)
         calls.append(out)
     return calls
 
 
 def to_template_messages(
-    messages: list[Message], *, native_tools: bool = True
+    messages: list[Message], *, native_tools: bool = True, syntax: ToolSyntax = _HERMES
 ) -> list[TemplateMessage]:
     """`native_tools`: the template renders `tool_calls` and `tool` messages itself;
-    when False they are written as text (`conversion.tools`), tool results as a user
-    message, which templates that insist on alternating roles accept."""
+    when False calls are written as text in the family's `syntax`, and tool results as a
+    user message, which templates that insist on alternating roles accept."""
     rendered: list[TemplateMessage] = []
     for index, message in enumerate(messages):
         out: TemplateMessage = {
@@ -95,16 +98,16 @@ def to_template_messages(
                     "content": f"<tool_response>\n{out['content']}\n</tool_response>",
                 }
             elif message.tool_call_id is not UNSET:
-                out["tool_call_id"] = message.tool_call_id
+                out["tool_call_id"] = syntax.history_id(message.tool_call_id)
         elif message.name is not UNSET:
             out["name"] = message.name
         if isinstance(message, AssistantMessage) and message.tool_calls:
-            calls = _calls(message, native_tools)
+            calls = _calls(message, native_tools, syntax)
             if native_tools:
                 out["tool_calls"] = calls
             else:
                 written = [
-                    call_as_text(
+                    syntax.write(
                         str(c["function"].get("name")), str(c["function"].get("arguments", "{}"))
                     )
                     for c in calls

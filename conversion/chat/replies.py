@@ -57,6 +57,8 @@ def to_chat_completion(
                 message=ChatMessage(
                     content=reply.content,
                     tool_calls=_tool_calls(reply.tool_calls) if reply.tool_calls else UNSET,
+                    reasoning_content=UNSET if reply.reasoning is None else reply.reasoning,
+                    reasoning=UNSET if reply.reasoning is None else reply.reasoning,
                 ),
                 logprobs=None if reply.logprobs is None else to_chat_logprobs(reply.logprobs),
                 finish_reason=reply.finish_reason,
@@ -93,6 +95,10 @@ class ChunkFactory:
 
     def role(self, index: int = 0) -> ChatCompletionChunk:
         return self._chunk([ChunkChoice(index=index, delta=Delta(role="assistant", content=""))])
+
+    def reasoning(self, text: str, index: int = 0) -> ChatCompletionChunk:
+        delta = Delta(reasoning_content=text, reasoning=text)
+        return self._chunk([ChunkChoice(index=index, delta=delta)])
 
     def content(
         self, text: str, index: int = 0, logprobs: Sequence[TokenLogprob] | None = None

@@ -11,6 +11,7 @@ from typing import Any
 from config.settings import LimitSettings, SamplingDefaults
 from conversion.chat.wire import ChatCompletionRequest
 from conversion.errors import InvalidRequestError
+from conversion.families import request_variables
 from conversion.json_schema import structured_output_schema
 from conversion.limits import (
     check_choices,
@@ -20,7 +21,7 @@ from conversion.limits import (
 )
 from conversion.params import GenerationParams, sampling_params, stop_strings
 
-__all__ = ("check_limits", "to_generation_params")
+__all__ = ("check_limits", "template_kwargs", "to_generation_params")
 
 
 def _reject_unsupported(req: ChatCompletionRequest) -> None:
@@ -96,3 +97,7 @@ def _response_format_schema(response_format: dict[str, Any] | None) -> dict[str,
     return structured_output_schema(
         format_.get("type", "text"), spec, "response_format", "response_format.json_schema"
     )
+
+
+def template_kwargs(kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
+    return request_variables(kwargs)

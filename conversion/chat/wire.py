@@ -124,6 +124,7 @@ class ToolMessage(WireRequest, kw_only=True, tag_field="role", tag="tool"):
 
 
 Message = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage
+Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 
 
 class ChatCompletionRequest(WireRequest, kw_only=True):
@@ -143,6 +144,7 @@ class ChatCompletionRequest(WireRequest, kw_only=True):
     n: Annotated[int, Meta(ge=1)] | None = None
     parallel_tool_calls: bool | None = None
     presence_penalty: Penalty | None = None
+    reasoning_effort: Effort | None = None
     response_format: dict[str, Any] | None = None
     seed: int | None = None
     stop: str | Annotated[list[str], Meta(max_length=4)] | None = None
@@ -154,6 +156,9 @@ class ChatCompletionRequest(WireRequest, kw_only=True):
     top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
     top_p: Annotated[float, Meta(gt=0, le=1)] | None = None
     user: str | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    """Not OpenAI's: variables for the chat template, as llama.cpp's server and vLLM
+    take them (e.g. `{"enable_thinking": false}` for Qwen3)."""
 
 
 class ChatLogprobs(WireResponse, kw_only=True):
@@ -178,6 +183,10 @@ class ChatMessage(WireResponse, kw_only=True):
     content: str | None
     refusal: None = None
     tool_calls: list[ToolCall] | UnsetType = UNSET
+    reasoning_content: str | UnsetType = UNSET
+    """A reasoning model's thinking (the name llama.cpp's server and DeepSeek use)."""
+    reasoning: str | UnsetType = UNSET
+    """The same text under the name vLLM and OpenRouter use."""
 
 
 class Choice(WireResponse, kw_only=True):
@@ -214,6 +223,8 @@ class ToolCallDelta(WireResponse, kw_only=True):
 class Delta(WireResponse, kw_only=True):
     role: Literal["assistant"] | UnsetType = UNSET
     content: str | UnsetType | None = UNSET
+    reasoning_content: str | UnsetType = UNSET
+    reasoning: str | UnsetType = UNSET
     tool_calls: list[ToolCallDelta] | UnsetType = UNSET
 
 

@@ -1,6 +1,7 @@
 """A streamed turn -> the Responses API's typed events, in OpenAI's order.
 
-`response.created` and `response.in_progress` first; for text, the message item is
+`response.created` and `response.in_progress` first; a reasoning model's thinking in a
+`reasoning` item (`response.reasoning_text.delta` events); for text, the message item is
 added, then its `output_text` part, then the deltas, and each is closed in reverse;
 for calls, each `function_call` item is added with empty arguments, gets its
 arguments, and is closed. The last event is `response.completed` (or
@@ -15,9 +16,16 @@ from collections.abc import Iterator
 
 from conversion.errors import OpenAIError
 from conversion.logprobs import TokenLogprob, token_entries
-from conversion.reply import ChoiceEnd, ContentPiece, TurnEvent
+from conversion.reply import ChoiceEnd, ContentPiece, ReasoningPiece, TurnEvent
 from conversion.responses.items import new_id
-from conversion.responses.output import ResponseDraft, call_item, item_status, message_item
+from conversion.responses.output import (
+    ItemStatus,
+    ResponseDraft,
+    call_item,
+    item_status,
+    message_item,
+    reasoning_item,
+)
 from conversion.responses.wire import (
     ArgumentsDelta,
     ArgumentsDone,
@@ -29,6 +37,8 @@ from conversion.responses.wire import (
     OutputText,
     OutputTextDelta,
     OutputTextDone,
+    ReasoningTextDelta,
+    ReasoningTextDone,
     Response,
     ResponseCompleted,
     ResponseCreated,
@@ -50,6 +60,8 @@ class ResponseEvents:
         self._sequence = 0
         self._output: list[OutputItem] = []
         self._message_id: str | None = None
+        self._reasoning_id: str | None = None
+        self._thought: list[str] = []
         self._text: list[str] = []
         self._logprobs: list[TokenLogprob] = []
         self.final: Response | None = None
@@ -67,7 +79,11 @@ class ResponseEvents:
         )
 
     def feed(self, event: TurnEvent) -> Iterator[StreamEvent]:
+        if isinstance(event, ReasoningPiece):
+            yield from self._reason(event.text)
+            return
         if isinstance(event, ContentPiece):
+            yield from self._close_reasoning("completed")
             yield from self._open_message()
             self._text.append(event.text)
             self._logprobs.extend(event.logprobs or ())
@@ -81,6 +97,31 @@ class ResponseEvents:
             )
             return
         yield from self._end(event)
+
+    def _reason(self, text: str) -> Iterator[StreamEvent]:
+        """Thinking streams in a `reasoning` item before the message."""
+        index = len(self._output)
+        if self._reasoning_id is None:
+            self._reasoning_id = new_id("rs")
+            item = reasoning_item(self._reasoning_id, "", "in_progress")
+            item.content = []
+            yield from self._numbered(OutputItemAdded(output_index=index, item=item))
+        self._thought.append(text)
+        yield from self._numbered(
+            ReasoningTextDelta(item_id=self._reasoning_id, output_index=index, delta=text)
+        )
+
+    def _close_reasoning(self, status: ItemStatus) -> Iterator[StreamEvent]:
+        if self._reasoning_id is None:
+            return
+        text, index = "".join(self._thought), len(self._output)
+        item = reasoning_item(self._reasoning_id, text, status)
+        self._reasoning_id = None
+        yield from self._numbered(
+            ReasoningTextDone(item_id=item.id, output_index=index, text=text),
+            OutputItemDone(output_index=index, item=item),
+        )
+        self._output.append(item)
 
     def _open_message(self) -> Iterator[StreamEvent]:
         if self._message_id is not None:
@@ -97,6 +138,8 @@ class ResponseEvents:
 
     def _end(self, end: ChoiceEnd) -> Iterator[StreamEvent]:
         status = item_status(end.finish_reason)
+        thinking_only = not (end.calls or self._message_id)
+        yield from self._close_reasoning(status if thinking_only else "completed")
         if not end.calls:
             yield from self._open_message()  # an empty reply is still one message
         if self._message_id is not None:

@@ -26,6 +26,8 @@ from conversion.responses.wire import (
     OutputMessage,
     OutputText,
     OutputTokensDetails,
+    ReasoningItem,
+    ReasoningText,
     Response,
     ResponseError,
     ResponsesRequest,
@@ -35,11 +37,13 @@ from conversion.tools import ParsedCall, new_call_id
 from conversion.wire import Usage
 
 __all__ = (
+    "ItemStatus",
     "ResponseDraft",
     "call_item",
     "item_status",
     "message_item",
     "output_items",
+    "reasoning_item",
     "response_usage",
 )
 
@@ -74,12 +78,22 @@ def call_item(
     )
 
 
+def reasoning_item(item_id: str, text: str, status: ItemStatus) -> ReasoningItem:
+    return ReasoningItem(id=item_id, content=[ReasoningText(text=text)], status=status)
+
+
 def output_items(reply: ChoiceReply) -> list[OutputItem]:
-    """A reply is either content (one message) or calls (one item per call)."""
+    """A reply's thinking (if any), then its content (one message, if it has some or
+    made no call) and its calls (one item per call)."""
     status = item_status(reply.finish_reason)
-    if reply.tool_calls:
-        return [call_item(call, status) for call in reply.tool_calls]
-    return [message_item(new_id("msg"), reply.content or "", reply.logprobs, status)]
+    items: list[OutputItem] = []
+    if reply.reasoning is not None:
+        thought = status if not (reply.content or reply.tool_calls) else "completed"
+        items.append(reasoning_item(new_id("rs"), reply.reasoning, thought))
+    if reply.content or not reply.tool_calls:
+        items.append(message_item(new_id("msg"), reply.content or "", reply.logprobs, status))
+    items += [call_item(call, status) for call in reply.tool_calls]
+    return items
 
 
 def response_usage(usage: Usage) -> ResponseUsage:
@@ -89,7 +103,9 @@ def response_usage(usage: Usage) -> ResponseUsage:
             cached_tokens=usage.prompt_tokens_details.cached_tokens
         ),
         output_tokens=usage.completion_tokens,
-        output_tokens_details=OutputTokensDetails(reasoning_tokens=0),
+        output_tokens_details=OutputTokensDetails(
+            reasoning_tokens=usage.completion_tokens_details.reasoning_tokens
+        ),
         total_tokens=usage.total_tokens,
     )
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from config.settings import LimitSettings, SamplingDefaults
 from conversion.errors import InvalidRequestError
+from conversion.families import EFFORTS, request_variables
 from conversion.json_schema import structured_output_schema
 from conversion.limits import check_max_tokens, check_message_count
 from conversion.params import GenerationParams, SamplingParams
@@ -49,6 +50,8 @@ class ResponsesSettings:
     tool_choice: str | dict[str, Any]
     tools: list[Any]
     text: dict[str, Any]
+    reasoning_effort: str | None = None
+    template_kwargs: dict[str, Any] | None = None
 
 
 def check_request(req: ResponsesRequest, limits: LimitSettings) -> None:
@@ -161,4 +164,15 @@ def to_settings(req: ResponsesRequest, defaults: SamplingDefaults) -> ResponsesS
         tool_choice=req.tool_choice if req.tool_choice is not None else "auto",
         tools=list(req.tools or ()),
         text={**text, "format": format_},
+        reasoning_effort=_effort(req.reasoning),
+        template_kwargs=request_variables(req.chat_template_kwargs),
     )
+
+
+def _effort(reasoning: dict[str, Any] | None) -> str | None:
+    effort = (reasoning or {}).get("effort")
+    if effort is not None and effort not in EFFORTS:
+        raise InvalidRequestError(
+            f"reasoning.effort must be one of {', '.join(EFFORTS)}.", param="reasoning.effort"
+        )
+    return effort

@@ -26,6 +26,8 @@ __all__ = (
     "OutputMessage",
     "OutputText",
     "OutputTokensDetails",
+    "ReasoningItem",
+    "ReasoningText",
     "Response",
     "ResponseUsage",
     "ResponsesRequest",
@@ -64,6 +66,8 @@ class ResponsesRequest(WireRequest, kw_only=True):
     user: str | None = None
     seed: int | None = None
     """Not OpenAI's: this server's extension (as in chat), for reproducible sampling."""
+    chat_template_kwargs: dict[str, Any] | None = None
+    """Not OpenAI's: variables for the chat template, as in chat."""
 
 
 # --- output items -------------------------------------------------------------------
@@ -91,7 +95,21 @@ class FunctionCallItem(WireResponse, kw_only=True, tag_field="type", tag="functi
     status: Literal["in_progress", "completed", "incomplete"]
 
 
-OutputItem = OutputMessage | FunctionCallItem
+class ReasoningText(WireResponse, kw_only=True, tag_field="type", tag="reasoning_text"):
+    text: str
+
+
+class ReasoningItem(WireResponse, kw_only=True, tag_field="type", tag="reasoning"):
+    """A reasoning model's thinking, before its answer (as vLLM and LM Studio send it:
+    the text in `content`, no summary)."""
+
+    id: str
+    summary: list[Any] = msgspec.field(default_factory=list)
+    content: list[ReasoningText]
+    status: Literal["in_progress", "completed", "incomplete"] = "completed"
+
+
+OutputItem = ReasoningItem | OutputMessage | FunctionCallItem
 
 
 # --- the response -------------------------------------------------------------------
@@ -243,6 +261,14 @@ class OutputTextDelta(_PartEvent, kw_only=True, tag="response.output_text.delta"
 class OutputTextDone(_PartEvent, kw_only=True, tag="response.output_text.done"):
     text: str
     logprobs: list[TokenLogprobEntry] = msgspec.field(default_factory=list)
+
+
+class ReasoningTextDelta(_PartEvent, kw_only=True, tag="response.reasoning_text.delta"):
+    delta: str
+
+
+class ReasoningTextDone(_PartEvent, kw_only=True, tag="response.reasoning_text.done"):
+    text: str
 
 
 class ArgumentsDelta(_ItemEvent, kw_only=True, tag="response.function_call_arguments.delta"):

@@ -178,7 +178,7 @@ def test_a_forced_call_cut_by_max_tokens_is_a_call_with_length(client: openai.Op
         messages=ASK,
         tools=TOOLS,
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        max_tokens=14,
+        max_tokens=24,
         temperature=0,
     )
     choice = reply.choices[0]

@@ -9,6 +9,13 @@ from conversion.chat.replies import ChunkFactory, to_chat_completion
 from conversion.reply import ChoiceReply
 from conversion.usage import reported_cached_tokens, to_usage
 
+NO_DETAILS = {
+    "reasoning_tokens": 0,
+    "audio_tokens": 0,
+    "accepted_prediction_tokens": 0,
+    "rejected_prediction_tokens": 0,
+}
+
 
 def encoded(obj: object) -> dict:  # type: ignore[type-arg]
     return msgspec.json.decode(msgspec.json.encode(obj))
@@ -20,6 +27,7 @@ def test_usage_total_is_the_sum_and_cached_tokens_are_detailed() -> None:
         "completion_tokens": 5,
         "total_tokens": 2005,
         "prompt_tokens_details": {"cached_tokens": 1408},
+        "completion_tokens_details": NO_DETAILS,
     }
 
 
@@ -88,5 +96,6 @@ def test_with_include_usage_every_chunk_has_null_usage_until_the_last() -> None:
         "completion_tokens": 1,
         "total_tokens": 3,
         "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": NO_DETAILS,
     }
     assert last["id"] == role["id"]

@@ -65,7 +65,7 @@ def test_without_template_tool_support_calls_and_results_are_written_as_text() -
     )
     assert out[1] == {
         "role": "assistant",
-        "content": '<tool_call>{"name": "f", "arguments": {"x": 1}}</tool_call>',
+        "content": '<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>',
     }
     assert out[2] == {"role": "user", "content": "<tool_response>\n42\n</tool_response>"}
 
