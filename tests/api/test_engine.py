@@ -4,16 +4,19 @@ and replies that do not depend on what else is running."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from app.engine.base import TextDelta
 from app.engine.batching import BatchingEngine
 from config import ModelSettings, resolve_model
 from conversion.errors import ServerBusyError
-from conversion.params import GenerationParams, SamplingParams
+from conversion.params import GenerationParams, SamplingParams, ThinkingPlan
 from tests.conftest import TEST_THREADS
 
 
@@ -127,3 +130,70 @@ async def test_a_full_queue_is_refused_at_once(model_path: Path) -> None:
 async def drain(handle: Any) -> None:
     async for _ in handle.events():
         pass
+
+
+def thinking(end: str, start: str | None = None, **params: Any) -> GenerationParams:
+    return dataclasses.replace(
+        greedy(params.pop("max_tokens", 64)), thinking=ThinkingPlan(end, start), **params
+    )
+
+
+async def phases(engine: BatchingEngine, prompt: list[int], params: GenerationParams) -> Any:
+    """(thinking text, answer text, the Finished event)."""
+    thought, said, last = [], [], None
+    async for event in engine.submit(prompt, params).events():
+        if isinstance(event, TextDelta):
+            (thought if event.thinking else said).append(event.text)
+        else:
+            last = event
+    return "".join(thought), "".join(said), last
+
+
+async def test_stop_strings_wait_for_the_answer_and_thinking_tokens_are_counted(
+    engine: BatchingEngine,
+) -> None:
+    """The thinking ends at its marker (here the first '.', which the model surely
+    writes); the same text as a stop string ends only the answer."""
+    prompt = chat(engine, "Tell me about the sea. Write three sentences.")
+    thought, said, last = await phases(engine, prompt, thinking(".", stop=(".",)))
+    assert thought.endswith(".")
+    assert thought.count(".") == 1
+    assert said  # the answer went on past the first '.'...
+    assert "." not in said  # ...and stopped at the next one
+    assert last.finish_reason == "stop"
+    assert 0 < last.reasoning_tokens < last.completion_tokens
+
+
+async def test_a_grammar_holds_the_answer_not_the_thinking(engine: BatchingEngine) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"colour": {"type": "string", "maxLength": 12}},
+        "required": ["colour"],
+        "additionalProperties": False,
+    }
+    prompt = chat(engine, "Name a colour, then answer in JSON.")
+    params = engine.check_params(thinking(".", json_schema=schema, max_tokens=80))
+    thought, said, last = await phases(engine, prompt, params)
+    assert thought.endswith(".")
+    assert not thought.lstrip().startswith("{")  # free text while thinking
+    assert last.finish_reason == "stop"
+    assert json.loads(said)["colour"]
+
+
+async def test_a_reply_cut_while_thinking_is_all_thinking(engine: BatchingEngine) -> None:
+    prompt = chat(engine, "Tell me about the sea.")
+    thought, said, last = await phases(engine, prompt, thinking("\n\n\n\n\n", max_tokens=6))
+    assert thought
+    assert said == ""
+    assert last.finish_reason == "length"
+    assert last.reasoning_tokens == last.completion_tokens == 6
+
+
+async def test_a_reply_that_does_not_open_its_thinking_is_all_answer(
+    engine: BatchingEngine,
+) -> None:
+    prompt = chat(engine, "Say hello.")
+    plain = await reply(engine, prompt, greedy(12))
+    thought, said, last = await phases(engine, prompt, thinking(".", "<think>", max_tokens=12))
+    assert (thought, said) == ("", plain)
+    assert last.reasoning_tokens == 0
