@@ -14,8 +14,9 @@ to stdout and NAME.json (raw per-round data), NAME.png and NAME.md.
 Scenarios: `sweep` (closed-loop clients per concurrency level: tokens/s from usage,
 TTFT, inter-token latency, requests/s, fairness, errors, truncated replies),
 `multiturn` (a growing conversation: TTFT per turn shows prefix reuse), `interference`
-(a long prompt admitted while streams decode: their latency spike) and `long` (long
-vs short replies: how speed holds up as the context grows).
+(a long prompt admitted while streams decode: their latency spike), `long` (long
+vs short replies: how speed holds up as the context grows) and `depth` (time to first
+token and decode speed after new prompts of growing size).
 """
 
 from __future__ import annotations
@@ -38,13 +39,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import bench_depth
 import bench_output
 import bench_report as report
 import bench_scenarios as scenarios
 from bench_load import Target, fetch_model_id
 from bench_servers import KNOWN_SERVERS, ROOT, ServerSpec, build_llama_server, start_server
 
-SCENARIOS = ("sweep", "multiturn", "interference", "long")
+SCENARIOS = ("sweep", "multiturn", "interference", "long", "depth")
 
 
 def default_model() -> Path | None:
@@ -107,6 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--interference-streams", type=int, default=3, help="streams decoding meanwhile")
     add("--interference-stream-tokens", type=int, default=256, help="their max_tokens")
     add("--long-tokens", type=int_list, default="2048,128", help="long: reply lengths")
+    add("--depths", type=int_list, default="250,1000,2000,3000", help="depth: prompt sizes")
+    add("--depth-tokens", type=int, default=32, help="depth: max_tokens after each prompt")
     add("--timeout", type=float, default=300.0, help="seconds per request")
     add("--loadavg", action=argparse.BooleanOptionalAction, default=True, help="print load")
     add("--out", type=Path, help="writes OUT.json, OUT.png, OUT.md; None: in a temp dir")
@@ -220,13 +224,22 @@ def run_scenarios(base_url: str, args: argparse.Namespace, document: str, cell: 
         results = asyncio.run(scenarios.long_replies(target, args.long_tokens))
         return {"metrics": report.long_metrics(results), "requests": raw(results)}
 
+    def depth() -> dict[str, Any]:
+        documents = bench_depth.depth_documents(args.depths, args.model)
+        results = asyncio.run(bench_depth.depths(target, documents, args.depth_tokens))
+        return {
+            "metrics": bench_depth.depth_metrics(results, args.depths),
+            "requests": raw(results),
+        }
+
     for scenario in args.scenarios:
         if scenario == "sweep":
             data["sweep"] = {
                 str(c): cell(f"sweep c={c}", functools.partial(sweep, c)) for c in args.concurrency
             }
         else:
-            run = {"multiturn": multiturn, "interference": interference, "long": long}[scenario]
+            runs = {"multiturn": multiturn, "interference": interference, "long": long}
+            run = {**runs, "depth": depth}[scenario]
             data[scenario] = cell(scenario, run)
     return data
 
@@ -244,7 +257,7 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any] | None:
     levels = list(dict.fromkeys(c for r in ran for c in r.get("sweep", {})))
     if levels:
         summary["sweep"] = {c: metrics([r["sweep"].get(c) for r in ran]) for c in levels}
-    for scenario in ("multiturn", "interference", "long"):
+    for scenario in ("multiturn", "interference", "long", "depth"):
         if any(scenario in r for r in ran):
             summary[scenario] = metrics([r.get(scenario) for r in ran])
     idle = [r["idle_rss"] for r in ran if r.get("idle_rss")]
@@ -320,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     drew = bench_output.write_chart(doc, chart)
     bench_output.write_markdown(doc, markdown, chart if drew else None)
     written = [json_path, markdown] + ([chart] if drew else [])
+    depth_chart = out.parent / f"{out.name}-depth.png"
+    if bench_depth.write_depth_chart(doc, depth_chart):
+        written.append(depth_chart)
     print("\nwrote " + ", ".join(map(str, written)))
     return 0 if any(s["summary"] for s in servers.values()) else 1
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ __all__ = (
     "closed_loop",
     "fetch_model_id",
     "make_client",
+    "reused_counter",
     "stream_chat",
 )
 
@@ -65,6 +67,8 @@ class RequestResult:
     prompt_tokens: int | None = None
     cached_tokens: int | None = None
     """`usage.prompt_tokens_details.cached_tokens`, else llama-server's `timings.cache_n`."""
+    reused_tokens: int | None = None
+    """Prompt tokens the server really took from its cache (ours: from its metrics)."""
     finish_reason: str | None = None
     done: bool = False
     """Saw `data: [DONE]`."""
@@ -247,3 +251,18 @@ async def closed_loop(
 
         per_user = await asyncio.gather(*(user(i) for i in range(concurrency)))
     return [result for results in per_user for result in results]
+
+
+_REUSED = re.compile(r"^llm_cached_prompt_tokens_total\s+([0-9.e+]+)$", re.M)
+
+
+async def reused_counter(client: httpx.AsyncClient, target: Target) -> float | None:
+    """Our server's count of prompt tokens taken from its cache (exact, where
+    `cached_tokens` follows OpenAI's 128-token blocks), or None for other servers."""
+    root = target.base_url.removesuffix("/v1")
+    try:
+        response = await client.get(f"{root}/metrics")
+    except httpx.HTTPError:
+        return None
+    match = _REUSED.search(response.text) if response.status_code == 200 else None
+    return float(match[1]) if match else None

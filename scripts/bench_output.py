@@ -78,13 +78,15 @@ def _multiturn(summaries: dict[str, Doc], markdown: bool) -> str | None:
     turns = {name: s["multiturn"] for name, s in summaries.items() if s.get("multiturn")}
     if not turns:
         return None
-    headers = ["turn", *(f"{name} TTFT ms (prompt/cached tok)" for name in turns)]
+    headers = ["turn", *(f"{name} TTFT ms (prompt/cached/reused tok)" for name in turns)]
     rows = []
     for i in range(max(len(t) for t in turns.values())):
         row = [str(i + 1)]
         for per_turn in turns.values():
             t = per_turn[i] if i < len(per_turn) else {}
-            sizes = f"{_fmt(t.get('prompt_tokens'), 0)}/{_fmt(t.get('cached_tokens'), 0)}"
+            sizes = "/".join(
+                _fmt(t.get(key), 0) for key in ("prompt_tokens", "cached_tokens", "reused_tokens")
+            )
             row.append(f"{_fmt(t.get('ttft_ms'), 0)} ({sizes})")
         rows.append(row)
     failed = [sum(t.get("errors", 0) + t.get("truncated", 0) for t in ts) for ts in turns.values()]
@@ -131,6 +133,25 @@ def _long(summaries: dict[str, Doc], markdown: bool) -> str | None:
     return _table(headers, rows, markdown) if rows else None
 
 
+def _depth(summaries: dict[str, Doc], markdown: bool) -> str | None:
+    rows = []
+    for name, s in summaries.items():
+        for point in s.get("depth") or ():
+            rows.append(
+                [
+                    name,
+                    _fmt(point.get("depth"), 0),
+                    _fmt(point.get("prompt_tokens"), 0),
+                    _fmt(point.get("ttft_ms"), 0),
+                    _fmt(point.get("decode_tokens_per_s")),
+                ]
+            )
+    if not rows:
+        return None
+    headers = ["server", "depth", "prompt tok", "TTFT ms", "decode tok/s"]
+    return _table(headers, rows, markdown)
+
+
 def render_tables(doc: Doc, markdown: bool = False) -> str:
     """All result tables, each under a title, plus which servers were skipped and why."""
     summaries = _summaries(doc)
@@ -141,6 +162,7 @@ def render_tables(doc: Doc, markdown: bool = False) -> str:
         ("Multi-turn: time to first token per turn", _multiturn),
         ("Interference: a long prompt admitted while streams decode", _interference),
         ("Long vs short replies (one client)", _long),
+        ("Cost against depth: a new prompt of that many tokens, one client", _depth),
     ):
         body = make(summaries, markdown)
         if body:

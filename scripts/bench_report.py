@@ -114,14 +114,15 @@ def level_metrics(results: list[RequestResult]) -> Metrics:
 
 
 def multiturn_metrics(results: list[RequestResult]) -> list[Metrics]:
-    """Per turn: time to first token next to the prompt size and what the server says
-    it took from its cache."""
+    """Per turn: time to first token next to the prompt size, what the server says it
+    took from its cache (`cached_tokens`) and what it really took (`reused_tokens`)."""
     return [
         {
             "turn": turn,
             "ttft_ms": _ms(r.ttft),
             "prompt_tokens": r.prompt_tokens,
             "cached_tokens": r.cached_tokens,
+            "reused_tokens": r.reused_tokens,
             "completion_tokens": r.completion_tokens,
             "errors": int(r.error is not None),
             "truncated": int(r.truncated),

@@ -13,7 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_load import Message, RequestResult, Target, closed_loop, make_client, stream_chat
+from bench_load import (
+    Message,
+    RequestResult,
+    Target,
+    closed_loop,
+    make_client,
+    reused_counter,
+    stream_chat,
+)
 
 __all__ = (
     "InterferenceRun",
@@ -93,7 +101,13 @@ async def multiturn(target: Target, turns: int, max_tokens: int) -> list[Request
         for turn in range(turns):
             if turn:
                 history.append({"role": "user", "content": f"Tell me more about point {turn}."})
+            before = await reused_counter(client, target)
             result = await stream_chat(client, target, list(history), max_tokens)
+            after = await reused_counter(client, target)
+            if before is not None and after is not None:
+                result.reused_tokens = int(after - before)
+            else:  # the server's own count
+                result.reused_tokens = result.cached_tokens
             results.append(result)
             history.append({"role": "assistant", "content": result.text})
     return results

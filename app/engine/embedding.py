@@ -29,7 +29,7 @@ from typing import Any
 import llama_cpp
 import numpy as np
 
-from app.engine.model import _FLASH_ATTN, _KV_TYPE, LoadedModel
+from app.engine.model import _KV_TYPE, LoadedModel
 from config.settings import ModelSettings
 from conversion.embeddings import input_param
 from conversion.errors import (
@@ -130,7 +130,7 @@ class Embedder:
         params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE  # pooled here, see above
         params.n_threads = self._threads
         params.n_threads_batch = settings.n_threads_batch or self._threads
-        params.flash_attn_type = _FLASH_ATTN[settings.flash_attn]
+        params.flash_attn_type = self._model.flash_attn_type  # the generation context's
         params.type_k = params.type_v = _KV_TYPE[settings.kv_cache_type]
         params.no_perf = True
         ctx = llama_cpp.llama_init_from_model(model.model.model, params)

@@ -20,6 +20,7 @@ import time
 import llama_cpp
 from llama_cpp._internals import LlamaModel
 
+from app.engine.attention import choose_flash_attn
 from app.engine.native import amx_guard_needed, system_info
 from app.engine.template import ChatTemplate
 from config.settings import ModelSettings
@@ -29,11 +30,6 @@ __all__ = ("LoadedModel",)
 
 logger = logging.getLogger("llm_service.engine")
 
-_FLASH_ATTN = {
-    "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
-    "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
-    "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
-}
 _KV_TYPE = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0}
 
 
@@ -68,8 +64,18 @@ class LoadedModel:
         params.kv_unified = False
         params.n_threads = threads
         params.n_threads_batch = settings.n_threads_batch or threads
-        params.flash_attn_type = _FLASH_ATTN[settings.flash_attn]
-        params.type_k = params.type_v = _KV_TYPE[settings.kv_cache_type]
+        kv_type = _KV_TYPE[settings.kv_cache_type]
+        self.flash_attn_type, self.attention = choose_flash_attn(
+            self.model.model,
+            path,
+            settings.flash_attn,
+            threads,
+            kv_type,
+            self.system_info,
+            gpu=settings.n_gpu_layers != 0,
+        )
+        params.flash_attn_type = self.flash_attn_type
+        params.type_k = params.type_v = kv_type
         params.no_perf = True
         self.ctx = llama_cpp.llama_init_from_model(self.model.model, params)
         if self.ctx is None:

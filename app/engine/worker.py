@@ -6,10 +6,10 @@ one token of every generating slot into a batch, fills the rest with prompt toke
 slots still reading their prompt, makes one `llama_decode` call, and samples each
 slot's next token with that request's own native sampler chain.
 
-While others stream, a prompt is read in pieces sized from measured costs so that a
-step with prompt tokens takes about `budget.PROMPT_STEP_COST` plain decode steps: a
-1,000-token prompt then slows the running streams down instead of freezing them for
-seconds. Alone, a prompt is read `n_batch` tokens at a time.
+While others stream, a prompt is read in equal pieces sized from the measured cost of
+steps (`budget`), so that it keeps most of its speed alone while the running streams
+slow down evenly instead of freezing for seconds. Alone, a prompt is read `n_batch`
+tokens at a time.
 
 Tokens reach the event loop via `Job.put` (`call_soon_threadsafe`). A cancelled
 request (client gone) or one past its deadline leaves its slot at the next step.
@@ -147,7 +147,7 @@ class DecodeLoop:
             fed.append((slot, [slot.next_token]))
         budget = model.n_batch - len(decoding)
         if decoding:
-            budget = min(budget, self._budget.tokens)
+            budget = min(budget, self._budget.tokens(len(decoding)))
         for slot in reading:
             if budget <= 0:
                 break

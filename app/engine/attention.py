@@ -1,0 +1,150 @@
+"""Flash attention or not: measured on this machine for this model, not assumed.
+
+llama.cpp's CPU flash-attention kernel is not faster everywhere: on one Intel Xeon
+`llama-bench` decoded SmolLM2 at 16 tok/s with it and 35 without at a depth of 2,048
+tokens (80 vs 66 at depth 0), while on an AMD EPYC the two paths were within 10% of each
+other at every depth. So with `model.flash_attn = "auto"` (on a CPU) the engine times
+both: a throwaway one-sequence context per path reads a prompt of `_DEPTH` tokens and
+decodes a few tokens after it and after a short one, and the path with the lower total
+time per token wins. The answer depends on the machine, the model, the thread count
+and the KV cache type, so it is kept in the project's cache folder under a key of
+those, and measured again only when one of them changes (a few seconds, once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+
+__all__ = ("choose_flash_attn",)
+
+logger = logging.getLogger("llm_service.engine")
+
+_DEPTH = 1024
+"""Context depth of the long-context probe (bounded by the model's context)."""
+_DECODES = 8
+"""Tokens decoded per probe."""
+_FLASH = {
+    True: llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+    False: llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+}
+
+
+def _cache_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        base = os.environ["LOCALAPPDATA"]
+    return Path(base) / "llm-service" / "attention.json"
+
+
+def _key(path: str, threads: int, kv_type: int, system_info: str) -> str:
+    stat = Path(path).stat()
+    identity = {
+        "model": [Path(path).name, stat.st_size, int(stat.st_mtime)],
+        "cpu": [platform.machine(), platform.processor(), os.cpu_count()],
+        "threads": threads,
+        "kv_type": kv_type,
+        "llama": [llama_cpp.__version__, system_info],
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _seconds_per_token(model: Any, flash: bool, threads: int, kv_type: int, depth: int) -> float:
+    """Decode time per token after a prompt of `depth` tokens and after a short one."""
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = depth + 2 * _DECODES + 64
+    params.n_batch = params.n_ubatch = min(512, params.n_ctx)
+    params.n_seq_max = 1
+    params.n_threads = params.n_threads_batch = threads
+    params.flash_attn_type = _FLASH[flash]
+    params.type_k = params.type_v = kv_type
+    params.no_perf = True
+    ctx = llama_cpp.llama_init_from_model(model, params)
+    if ctx is None:
+        return float("inf")
+    batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
+    memory = llama_cpp.llama_get_memory(ctx)
+    token = 1 if llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model)) > 1 else 0
+    try:
+        total = 0.0
+        for prompt in (depth, 16):
+            llama_cpp.llama_memory_seq_rm(memory, 0, 0, -1)
+            pos = 0
+            while pos < prompt:  # fill the cache; its contents do not matter for timing
+                n = min(params.n_batch, prompt - pos)
+                for i in range(n):
+                    batch.token[i], batch.pos[i], batch.logits[i] = token, pos + i, i == n - 1
+                    batch.n_seq_id[i], batch.seq_id[i][0] = 1, 0
+                batch.n_tokens = n
+                llama_cpp.llama_decode(ctx, batch)
+                pos += n
+            started = time.perf_counter()
+            for _ in range(_DECODES):
+                batch.token[0], batch.pos[0], batch.logits[0] = token, pos, True
+                batch.n_seq_id[0], batch.seq_id[0][0] = 1, 0
+                batch.n_tokens = 1
+                llama_cpp.llama_decode(ctx, batch)
+                pos += 1
+            total += (time.perf_counter() - started) / _DECODES
+        return total
+    finally:
+        llama_cpp.llama_batch_free(batch)
+        llama_cpp.llama_free(ctx)
+
+
+def choose_flash_attn(
+    model: Any, path: str, setting: str, threads: int, kv_type: int, system_info: str, gpu: bool
+) -> tuple[int, str]:
+    """(llama.cpp's flash-attention type, why) for `model.flash_attn = setting`."""
+    if setting in ("on", "off"):
+        return _FLASH[setting == "on"], f"flash attention {setting} (configured)"
+    if kv_type != llama_cpp.GGML_TYPE_F16:
+        return _FLASH[True], "flash attention on (a quantized KV cache needs it)"
+    if gpu:
+        return llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO, "flash attention as llama.cpp chooses (GPU)"
+    cache = _cache_file()
+    key = _key(path, threads, kv_type, system_info)
+    try:
+        known = json.loads(cache.read_text()).get(key)
+    except (OSError, ValueError):
+        known = None
+    if known is None:
+        depth = max(64, min(_DEPTH, int(llama_cpp.llama_model_n_ctx_train(model)) // 2))
+        times = {
+            flash: _seconds_per_token(model, flash, threads, kv_type, depth)
+            for flash in (True, False)
+        }
+        known = {"flash_attn": times[True] < times[False], "depth": depth}
+        known["ms_per_token"] = {str(k).lower(): round(v * 1000, 2) for k, v in times.items()}
+        _remember(cache, key, known)
+    flash = bool(known["flash_attn"])
+    ms = known.get("ms_per_token", {})
+    why = (
+        f"flash attention {'on' if flash else 'off'} (measured here: a token decoded after "
+        f"{known.get('depth')} tokens and one after 16 took together {ms.get('true')} ms "
+        f"with it and {ms.get('false')} ms without; cached in {cache})"
+    )
+    return _FLASH[flash], why
+
+
+def _remember(cache: Path, key: str, value: dict[str, Any]) -> None:
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            entries = json.loads(cache.read_text())
+        except (OSError, ValueError):
+            entries = {}
+        entries[key] = value
+        staging = cache.with_suffix(f".{os.getpid()}.tmp")
+        staging.write_text(json.dumps(entries, indent=1))
+        staging.replace(cache)
+    except OSError as exc:  # a read-only home: measure again next time
+        logger.warning("Could not keep the attention measurement in %s: %s", cache, exc)
