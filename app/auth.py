@@ -1,7 +1,8 @@
 """Optional API keys for /v1, and the warning for an open server on a network address.
 
 With no keys configured any `api_key` works, as clients written for OpenAI always send
-one. With keys, /v1 needs `Authorization: Bearer <key>`; /health stays open for load
+one. With keys, /v1 needs `Authorization: Bearer <key>` or `x-api-key: <key>` (what the
+Anthropic SDKs and Claude Code send), on every protocol; /health stays open for load
 balancers. Keys are compared in constant time and never logged.
 """
 
@@ -57,11 +58,14 @@ def api_key_guard(keys: tuple[bytes, ...]) -> Guard:
     ) -> None:
         scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
         # headers arrive decoded as latin-1: encoding back gives the bytes the client sent
-        raw = token.strip().encode("latin-1")
-        if scheme.lower() != "bearer" or not _is_known(raw, keys):
+        bearer = token.strip().encode("latin-1") if scheme.lower() == "bearer" else None
+        header = connection.headers.get("x-api-key")
+        offered = [bearer, header.strip().encode("latin-1") if header is not None else None]
+        if not any(key is not None and _is_known(key, keys) for key in offered):
             raise AuthenticationError(
                 "Invalid or missing API key. Send one of the server's keys as "
-                "`Authorization: Bearer <key>` (the SDK's `api_key`)."
+                "`Authorization: Bearer <key>` (the OpenAI SDK's `api_key`) or as "
+                "`x-api-key: <key>` (the Anthropic SDK's)."
             )
 
     return require_api_key

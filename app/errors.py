@@ -2,7 +2,8 @@
 
 `to_openai_error` is the one place that decides how an exception is answered;
 `EXCEPTION_HANDLERS` plugs it into Litestar, and `app.sse.error_event` reuses it for
-failures after a stream has started.
+failures after a stream has started. Anthropic's routes answer the same classification
+in Anthropic's envelope (`ANTHROPIC_EXCEPTION_HANDLERS`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
 from app.disconnect import ClientDisconnectedError
+from conversion.anthropic.output import error_body
 from conversion.errors import InternalError, InvalidRequestError, NotFoundError, OpenAIError
 from conversion.wire import ErrorBody
 
 __all__ = (
+    "ANTHROPIC_EXCEPTION_HANDLERS",
     "EXCEPTION_HANDLERS",
     "V1_PATHS",
     "error_responses",
@@ -54,7 +57,14 @@ def error_responses(*codes: int) -> dict[int, ResponseSpec]:
     }
 
 
-V1_PATHS = ("/chat/completions", "/completions", "/embeddings", "/models", "/responses")
+V1_PATHS = (
+    "/chat/completions",
+    "/completions",
+    "/embeddings",
+    "/models",
+    "/responses",
+    "/messages",
+)
 """Paths served under /v1; a request for one of them without /v1 gets a hint."""
 
 
@@ -140,3 +150,17 @@ def _handle(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBo
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {Exception: _handle}
+
+
+def _anthropic(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The same classification, in Anthropic's envelope (for its routes)."""
+    error = to_openai_error(request, exc)
+    return Response(
+        error_body(error),
+        status_code=error.status_code,
+        headers=error.headers,
+        media_type=MediaType.JSON,
+    )
+
+
+ANTHROPIC_EXCEPTION_HANDLERS: ExceptionHandlersMap = {Exception: _anthropic}

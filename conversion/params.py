@@ -38,6 +38,8 @@ class SamplingParams:
     """None: the engine draws a fresh random seed."""
     logit_bias: tuple[tuple[int, float], ...] = ()
     """(token id, bias added to its logit); a bias of -100 bans the token."""
+    top_k: int | None = None
+    """Sample among the k likeliest tokens only (Anthropic's `top_k`); None: all."""
 
 
 @dataclass(frozen=True, slots=True)

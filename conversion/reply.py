@@ -30,6 +30,8 @@ class ChoiceReply:
     """None: not asked for."""
     reasoning: str | None = None
     """The model's thinking, without its markers; None: it did not think."""
+    stop_sequence: str | None = None
+    """The stop string that ended the reply, if one did."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class ChoiceEnd:
     logprobs: Sequence[TokenLogprob] | None = None
     """The tokens behind the calls; None: not asked for, or the reply was content."""
     usage: UsagePart = field(default_factory=lambda: UsagePart(0, 0, 0))
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

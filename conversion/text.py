@@ -28,6 +28,8 @@ class TextAssembler:
         self._held = ""
         self.stopped = False
         """True once a stop string was found; later input is ignored."""
+        self.matched: str | None = None
+        """The stop string that was found (Anthropic's replies name it)."""
 
     def feed(self, piece: bytes) -> str:
         """Add one token's bytes; return the text that is now final (maybe empty)."""
@@ -51,8 +53,9 @@ class TextAssembler:
     def _release(self, text: str) -> str:
         if not self._stops:
             return text
-        cut = min((i for i in (text.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
+        found = [(i, s) for s in self._stops if (i := text.find(s)) >= 0]
+        if found:
+            cut, self.matched = min(found)
             self.stopped = True
             self._held = ""
             return text[:cut]

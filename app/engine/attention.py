@@ -19,12 +19,13 @@ import logging
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import llama_cpp
 
-__all__ = ("choose_flash_attn",)
+__all__ = ("AttentionChoice", "choose_flash_attn")
 
 logger = logging.getLogger("llm_service.engine")
 
@@ -57,8 +58,11 @@ def _key(path: str, threads: int, kv_type: int, system_info: str) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _seconds_per_token(model: Any, flash: bool, threads: int, kv_type: int, depth: int) -> float:
-    """Decode time per token after a prompt of `depth` tokens and after a short one."""
+def _seconds_per_token(
+    model: Any, flash: bool, threads: int, kv_type: int, depth: int
+) -> tuple[float, float]:
+    """(decode time per token after a prompt of `depth` tokens plus after a short one,
+    the time per token of reading that prompt in full batches)."""
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = depth + 2 * _DECODES + 64
     params.n_batch = params.n_ubatch = min(512, params.n_ctx)
@@ -69,15 +73,16 @@ def _seconds_per_token(model: Any, flash: bool, threads: int, kv_type: int, dept
     params.no_perf = True
     ctx = llama_cpp.llama_init_from_model(model, params)
     if ctx is None:
-        return float("inf")
+        return float("inf"), float("inf")
     batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
     memory = llama_cpp.llama_get_memory(ctx)
     token = 1 if llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model)) > 1 else 0
     try:
-        total = 0.0
+        total, reading = 0.0, 0.0
         for prompt in (depth, 16):
             llama_cpp.llama_memory_seq_rm(memory, 0, 0, -1)
             pos = 0
+            read_from = time.perf_counter()
             while pos < prompt:  # fill the cache; its contents do not matter for timing
                 n = min(params.n_batch, prompt - pos)
                 for i in range(n):
@@ -86,6 +91,8 @@ def _seconds_per_token(model: Any, flash: bool, threads: int, kv_type: int, dept
                 batch.n_tokens = n
                 llama_cpp.llama_decode(ctx, batch)
                 pos += n
+            if prompt == depth:
+                reading = (time.perf_counter() - read_from) / depth
             started = time.perf_counter()
             for _ in range(_DECODES):
                 batch.token[0], batch.pos[0], batch.logits[0] = token, pos, True
@@ -94,22 +101,30 @@ def _seconds_per_token(model: Any, flash: bool, threads: int, kv_type: int, dept
                 llama_cpp.llama_decode(ctx, batch)
                 pos += 1
             total += (time.perf_counter() - started) / _DECODES
-        return total
+        return total, reading
     finally:
         llama_cpp.llama_batch_free(batch)
         llama_cpp.llama_free(ctx)
 
 
+@dataclass(frozen=True, slots=True)
+class AttentionChoice:
+    flash_attn: int
+    """llama.cpp's flash-attention type for the contexts."""
+    why: str
+
+
 def choose_flash_attn(
     model: Any, path: str, setting: str, threads: int, kv_type: int, system_info: str, gpu: bool
-) -> tuple[int, str]:
-    """(llama.cpp's flash-attention type, why) for `model.flash_attn = setting`."""
+) -> AttentionChoice:
+    """The flash-attention type for `model.flash_attn = setting`, and why."""
     if setting in ("on", "off"):
-        return _FLASH[setting == "on"], f"flash attention {setting} (configured)"
+        return AttentionChoice(_FLASH[setting == "on"], f"flash attention {setting} (configured)")
     if kv_type != llama_cpp.GGML_TYPE_F16:
-        return _FLASH[True], "flash attention on (a quantized KV cache needs it)"
+        return AttentionChoice(_FLASH[True], "flash attention on (a quantized KV cache needs it)")
     if gpu:
-        return llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO, "flash attention as llama.cpp chooses (GPU)"
+        auto = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
+        return AttentionChoice(auto, "flash attention as llama.cpp chooses (GPU)")
     cache = _cache_file()
     key = _key(path, threads, kv_type, system_info)
     try:
@@ -118,12 +133,14 @@ def choose_flash_attn(
         known = None
     if known is None:
         depth = max(64, min(_DEPTH, int(llama_cpp.llama_model_n_ctx_train(model)) // 2))
-        times = {
+        measured = {
             flash: _seconds_per_token(model, flash, threads, kv_type, depth)
             for flash in (True, False)
         }
-        known = {"flash_attn": times[True] < times[False], "depth": depth}
-        known["ms_per_token"] = {str(k).lower(): round(v * 1000, 2) for k, v in times.items()}
+        flash = measured[True][0] < measured[False][0]
+        known = {"flash_attn": flash, "depth": depth}
+        known["ms_per_token"] = {str(k).lower(): round(v[0] * 1000, 2) for k, v in measured.items()}
+        known["prompt_ms_per_token"] = round(measured[flash][1] * 1000, 3)  # for the record
         _remember(cache, key, known)
     flash = bool(known["flash_attn"])
     ms = known.get("ms_per_token", {})
@@ -132,7 +149,7 @@ def choose_flash_attn(
         f"{known.get('depth')} tokens and one after 16 took together {ms.get('true')} ms "
         f"with it and {ms.get('false')} ms without; cached in {cache})"
     )
-    return _FLASH[flash], why
+    return AttentionChoice(_FLASH[flash], why)
 
 
 def _remember(cache: Path, key: str, value: dict[str, Any]) -> None:

@@ -63,6 +63,8 @@ class Finished:
     """Prompt tokens whose KV cache was reused instead of evaluated."""
     reasoning_tokens: int = 0
     """Of `completion_tokens`, those generated while thinking."""
+    stop_sequence: str | None = None
+    """The stop string that ended the reply, if one did."""
 
 
 GenerationEvent = TextDelta | Finished

@@ -241,7 +241,7 @@ class BatchingEngine:
             else "",
         )
         logger.info("llama.cpp system info: %s", model.system_info)
-        logger.info("Attention: %s", model.attention)
+        logger.info("Attention: %s", model.attention.why)
 
     def _work(self) -> None:
         """Load, run the decode loop until the queue closes, then free the slots, the

@@ -65,7 +65,7 @@ class LoadedModel:
         params.n_threads = threads
         params.n_threads_batch = settings.n_threads_batch or threads
         kv_type = _KV_TYPE[settings.kv_cache_type]
-        self.flash_attn_type, self.attention = choose_flash_attn(
+        self.attention = choose_flash_attn(
             self.model.model,
             path,
             settings.flash_attn,
@@ -74,6 +74,7 @@ class LoadedModel:
             self.system_info,
             gpu=settings.n_gpu_layers != 0,
         )
+        self.flash_attn_type = self.attention.flash_attn
         params.flash_attn_type = self.flash_attn_type
         params.type_k = params.type_v = kv_type
         params.no_perf = True

@@ -49,7 +49,8 @@ def new_sampler(
 ) -> llama_cpp.llama_sampler_p:
     """A native sampler chain for one request: its logit biases (-100 bans: -inf), then
     greedy at temperature 0, else top-p, temperature, and a draw from the request's own
-    seeded generator (so one request's randomness never depends on another's)."""
+    seeded generator (so one request's randomness never depends on another's); top-k
+    before top-p when a request (Anthropic's) asks for it."""
     chain: llama_cpp.llama_sampler_p = llama_cpp.llama_sampler_chain_init(
         llama_cpp.llama_sampler_chain_default_params()
     )
@@ -69,6 +70,8 @@ def new_sampler(
     if params.temperature == 0:
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
         return chain
+    if params.top_k is not None:
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_k(params.top_k))
     if params.top_p < 1:
         top_p = llama_cpp.llama_sampler_init_top_p(params.top_p, 1)
         llama_cpp.llama_sampler_chain_add(chain, top_p)

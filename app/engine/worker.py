@@ -244,7 +244,12 @@ class DecodeLoop:
         if tail := assembler.finish():
             job.put(TextDelta(tail, tuple(slot.pending)))
         finished = Finished(
-            reason, len(job.prompt), job.completion_tokens, slot.reused, slot.reasoning_tokens
+            reason,
+            len(job.prompt),
+            job.completion_tokens,
+            slot.reused,
+            slot.reasoning_tokens,
+            assembler.matched,
         )
         self._end(slot, reason, finished)
 

@@ -1,5 +1,6 @@
 """Thin HTTP handlers. `V1_ROUTES` are mounted under /v1."""
 
+from app.routes.anthropic import count_message_tokens, messages
 from app.routes.chat import chat_completions
 from app.routes.completions import completions
 from app.routes.embeddings import create_embeddings
@@ -21,6 +22,8 @@ V1_ROUTES = (
     retrieve,
     delete_response,
     list_input_items,
+    messages,
+    count_message_tokens,
 )
 TOKEN_ROUTES = (tokenize, detokenize)
 """Outside /v1, but behind the API keys like it."""

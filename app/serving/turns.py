@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import anyio
@@ -39,10 +39,10 @@ from conversion.params import GenerationParams, ThinkingPlan, check_context_leng
 from conversion.reply import ChoiceEnd, ChoiceReply, ContentPiece, ReasoningPiece, TurnEvent
 from conversion.structure import Structure
 from conversion.tools import ToolPlan, tool_instructions
-from conversion.usage import combined_usage
+from conversion.usage import UsagePart, combined_usage
 from conversion.wire import Usage
 
-__all__ = ("ChatTurn", "StartedTurn", "start_turn")
+__all__ = ("ChatTurn", "StartedTurn", "count_prompt_tokens", "start_turn")
 
 prompt_log = logging.getLogger("llm_service.prompts")
 
@@ -89,12 +89,15 @@ class StartedTurn:
     prompt_tokens: int
     dropped: int
     """Leading messages dropped to make the prompt fit (with `truncate`)."""
+    parts: list[UsagePart] = field(default_factory=list)
+    """Each choice's token counts, once `replies()` has them."""
 
     async def replies(self) -> tuple[list[ChoiceReply], Usage]:
-        """Every choice, whole, and the request's usage (for a JSON reply)."""
+        """Every choice, whole, and the request's usage (for a JSON reply); each
+        choice's own counts are then in `parts`."""
         results = await collect_all(self.request, self.fanout, self.stats, self.metrics)
-        usage = combined_usage([usage_part(r.finished) for r in results if r.finished])
-        return [self._reply(r) for r in results], usage
+        self.parts = [usage_part(r.finished) for r in results if r.finished]
+        return [self._reply(r) for r in results], combined_usage(self.parts)
 
     async def events(self) -> AsyncIterator[TurnEvent]:
         """The choices' content as it can be sent, then each one's end. Waits for the
@@ -118,12 +121,15 @@ class StartedTurn:
             reasoning.append(think)
             content.append(said)
         think, rest, calls, finish_reason = shaper.finish(result.finished.finish_reason)
-        thought = "".join([*reasoning, think]) if result.finished.reasoning_tokens else None
+        thinks = result.finished.reasoning_tokens and self.separate_reasoning
+        thought = "".join([*reasoning, think]) if thinks else None
         tokens = result.logprobs if self.logprobs else None
+        matched = result.finished.stop_sequence
         if calls:
             before = "".join(content) or None  # text the reply had before its calls
-            return ChoiceReply(before, finish_reason, calls, tokens, thought)
-        return ChoiceReply("".join([*content, rest]), finish_reason, (), tokens, thought)
+            return ChoiceReply(before, finish_reason, calls, tokens, thought, matched)
+        text = "".join([*content, rest])
+        return ChoiceReply(text, finish_reason, (), tokens, thought, matched)
 
     async def _shaped(self, events: AsyncIterator[IndexedEvent]) -> AsyncIterator[TurnEvent]:
         shapers = [self._shaper() for _ in range(self.count)]
@@ -150,6 +156,7 @@ class StartedTurn:
                 calls,
                 tokens if calls else None,
                 usage_part(item),
+                item.stop_sequence,
             )
 
 
@@ -234,7 +241,7 @@ async def _thinking_prompt(
     state = thinking_state(family, prompt.text)
     if family.thinking is None or state in (None, "closed"):
         return prompt, dropped, None
-    if state == "free" and params.grammar is not None:
+    if state == "free" and (params.structure or params.json_schema) is not None:
         prompt, dropped = await _prompt(engine, turn, params, variables, family.thinking.start)
         state = "open"
     start = family.thinking.start if state == "free" else None
@@ -333,3 +340,13 @@ async def start_turn(
         prompt_tokens=len(prompt.tokens),
         dropped=dropped,
     )
+
+
+async def count_prompt_tokens(turn: ChatTurn, engine: Engine, settings: Settings) -> int:
+    """The prompt tokens `start_turn` would give the same turn (Anthropic's
+    `count_tokens`): the same template, tools, variables and thinking."""
+    family = engine.family
+    params = _structured(turn, family)
+    variables = _variables(turn, family, settings.model)
+    prompt, _, _ = await _thinking_prompt(engine, turn, params, variables)
+    return len(prompt.tokens)
