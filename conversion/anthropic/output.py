@@ -67,9 +67,11 @@ def _tool_id() -> str:
 
 
 def error_body(error: OpenAIError) -> AnthropicErrorBody:
-    """Anthropic's envelope for an error this server classified (`app.errors`)."""
+    """Anthropic's envelope for an error this server classified (`app.errors`); it has
+    no `param`, so the field leads the message, as in Anthropic's own messages."""
     kind = _ERROR_TYPES.get(error.status_code, "api_error")
-    return AnthropicErrorBody(error=AnthropicError(type=kind, message=error.message))
+    message = f"{error.param}: {error.message}" if error.param else error.message
+    return AnthropicErrorBody(error=AnthropicError(type=kind, message=message))
 
 
 def _stop(

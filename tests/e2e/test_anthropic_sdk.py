@@ -44,7 +44,7 @@ def test_create_names_the_served_model_and_counts_tokens(claude: anthropic.Anthr
         model="claude-sonnet-4-5",
         max_tokens=20,
         messages=ASK,
-        temperature=0,  # type: ignore[arg-type]
+        extra_body={"temperature": 0},  # type: ignore[arg-type]
     )
     assert message.id.startswith("msg_")
     assert message.model == "SmolLM2-135M-Instruct.Q4_1"
@@ -60,8 +60,12 @@ def test_create_names_the_served_model_and_counts_tokens(claude: anthropic.Anthr
 
 
 def test_the_stream_helper_gives_the_plain_reply(claude: anthropic.Anthropic) -> None:
-    plain = claude.messages.create(model="m", max_tokens=20, messages=ASK, temperature=0)  # type: ignore[arg-type]
-    with claude.messages.stream(model="m", max_tokens=20, messages=ASK, temperature=0) as stream:  # type: ignore[arg-type]
+    plain = claude.messages.create(
+        model="m", max_tokens=20, messages=ASK, extra_body={"temperature": 0}
+    )  # type: ignore[arg-type]
+    with claude.messages.stream(
+        model="m", max_tokens=20, messages=ASK, extra_body={"temperature": 0}
+    ) as stream:  # type: ignore[arg-type]
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text == plain.content[0].text  # type: ignore[union-attr]
@@ -80,7 +84,7 @@ async def test_the_async_client(live: LiveServer) -> None:
             max_tokens=16,
             system="You are terse.",
             messages=ASK,  # type: ignore[arg-type]
-            temperature=0,
+            extra_body={"temperature": 0},
         )
     assert message.content[0].text  # type: ignore[union-attr]
 
@@ -91,7 +95,7 @@ def test_stop_sequences_are_named(claude: anthropic.Anthropic) -> None:
         max_tokens=200,
         messages=[{"role": "user", "content": "Count from 1 to 20, separated by commas."}],
         stop_sequences=["5"],
-        temperature=0,
+        extra_body={"temperature": 0},
     )
     assert message.stop_reason == "stop_sequence"
     assert message.stop_sequence == "5"
@@ -106,7 +110,7 @@ def test_a_forced_tool_call_and_its_result(claude: anthropic.Anthropic) -> None:
         messages=ask,  # type: ignore[arg-type]
         tools=[WEATHER],  # type: ignore[list-item]
         tool_choice={"type": "tool", "name": "get_weather"},
-        temperature=0,
+        extra_body={"temperature": 0},
     )
     assert called.stop_reason == "tool_use"
     [use] = [b for b in called.content if b.type == "tool_use"]
@@ -129,7 +133,7 @@ def test_a_forced_tool_call_and_its_result(claude: anthropic.Anthropic) -> None:
         ],  # type: ignore[list-item]
         tools=[WEATHER],  # type: ignore[list-item]
         tool_choice={"type": "none"},
-        temperature=0,
+        extra_body={"temperature": 0},
     )
     assert answered.content[0].type == "text"
 
@@ -236,3 +240,57 @@ def test_keys_by_x_api_key_or_bearer_on_every_protocol(keyed: LiveServer) -> Non
         httpx.post(f"{keyed.base_url}/chat/completions", json=chat, headers=headers).status_code
         == 200
     )
+
+
+def test_quiet_streams_get_pings_and_the_sdk_reads_through_them(
+    live: LiveServer, claude: anthropic.Anthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.serving.anthropic as adapter
+
+    monkeypatch.setattr(adapter, "PING_AFTER", 0.0005)  # every gap between tokens is "long"
+    body = {"model": "m", "max_tokens": 12, "messages": ASK, "temperature": 0, "stream": True}
+    kinds = [
+        k
+        for k, _ in typed_events(httpx.post(f"{live.root}/v1/messages", json=body, timeout=60).text)
+    ]
+    assert kinds.count("ping") > 1
+    with claude.messages.stream(
+        model="m", max_tokens=12, messages=ASK, extra_body={"temperature": 0}
+    ) as stream:  # type: ignore[arg-type]
+        assert "".join(stream.text_stream)
+
+
+def test_a_full_queue_and_a_big_body_keep_anthropics_envelope(model_path: Path) -> None:
+    servers = serve(model_path, slots=1, queue_size=0, limits={"max_body_bytes": 4096})
+    live = next(servers)
+    try:
+        huge = {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x" * 8000}],
+        }
+        too_big = httpx.post(f"{live.root}/v1/messages", json=huge, timeout=30)
+        assert too_big.status_code == 413
+        assert too_big.json()["error"]["type"] == "request_too_large"
+        count = [{"role": "user", "content": "Count from 1 to 300, separated by commas."}]
+        long = {
+            "model": "m",
+            "max_tokens": 300,
+            "messages": count,
+            "stream": True,
+            "temperature": 0,
+        }
+        with httpx.stream("POST", f"{live.root}/v1/messages", json=long, timeout=60) as running:
+            lines = running.iter_lines()  # kept: dropping it would close the stream
+            next(lines)  # the only slot is busy now
+            busy = httpx.post(
+                f"{live.root}/v1/messages", json={**long, "stream": False}, timeout=30
+            )
+        assert busy.status_code == 503
+        assert busy.headers["retry-after"] == "1"
+        assert busy.json() == {
+            "type": "error",
+            "error": {"type": "overloaded_error", "message": busy.json()["error"]["message"]},
+        }
+    finally:
+        next(servers, None)
