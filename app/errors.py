@@ -39,7 +39,7 @@ __all__ = (
 logger = logging.getLogger("llm_service.errors")
 
 _ERROR_MEANINGS = {
-    400: "Invalid request (the field is named in `param`)",
+    400: "Invalid request (the error names the field)",
     401: "Missing or wrong API key (when the server has keys)",
     404: "No such model, stored response or path",
     413: "Request body too large",
@@ -48,11 +48,12 @@ _ERROR_MEANINGS = {
 }
 
 
-def error_responses(*codes: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the error statuses a route answers, all with the OpenAI
-    envelope, replacing Litestar's default validation-error shape in the schema."""
+def error_responses(*codes: int, envelope: type[Any] = ErrorBody) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the error statuses a route answers, in the route's error
+    envelope (OpenAI's unless told), replacing Litestar's default validation-error
+    shape in the schema."""
     return {
-        code: ResponseSpec(data_container=ErrorBody, description=_ERROR_MEANINGS[code])
+        code: ResponseSpec(data_container=envelope, description=_ERROR_MEANINGS[code])
         for code in codes
     }
 

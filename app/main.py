@@ -142,7 +142,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         cors_config=CORSConfig(
             allow_origins=list(origins),
             allow_headers=["*"],
-            expose_headers=["x-request-id", "openai-processing-ms", "retry-after"],
+            expose_headers=[
+                "x-request-id",
+                "openai-processing-ms",
+                "retry-after",
+                "llm-response-id",
+            ],
         )
         if origins
         else None,

@@ -10,7 +10,7 @@ failure event.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,12 +48,12 @@ def error_event(exc: Exception) -> bytes:
     return event(to_openai_error(None, exc).to_body())
 
 
-def sse_response(body: AsyncIterator[bytes]) -> Stream:
+def sse_response(body: AsyncIterator[bytes], headers: Mapping[str, str] | None = None) -> Stream:
     """The streamed response, unbuffered by proxies (nginx honours X-Accel-Buffering)."""
     return Stream(
         body,
         media_type=MEDIA_TYPE,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},
     )
 
 

@@ -113,17 +113,31 @@ def _exec(*args: str | Path) -> int:
     return subprocess.call([str(a) for a in args], cwd=ROOT)
 
 
-def ensure_browser() -> None:
-    """The chat page's tests drive Debian's Chromium. Install it where that is possible
-    (Debian/Ubuntu, as root); elsewhere those tests fail, saying how to get it."""
-    chromium = Path(os.environ.get("LLM_SERVICE_CHROMIUM", "/usr/bin/chromium"))
-    if chromium.exists() or not sys.platform.startswith("linux"):
+SYSTEM_PACKAGES = {
+    "chromium": ("LLM_SERVICE_CHROMIUM", "/usr/bin/chromium", "the browser tests"),
+    "haproxy": ("LLM_SERVICE_HAPROXY", "/usr/sbin/haproxy", "the replica tests"),
+}
+"""Debian packages the tests drive for real: package -> (variable naming the program,
+its default path, which tests need it)."""
+
+
+def ensure_system_packages() -> None:
+    """The chat page's tests drive Debian's Chromium, the replica tests Debian's HAProxy.
+    Install what is missing where that is possible (Debian/Ubuntu, as root); elsewhere
+    those tests fail, saying how to get it."""
+    missing = {
+        package: (Path(os.environ.get(variable, default)), needed_by)
+        for package, (variable, default, needed_by) in SYSTEM_PACKAGES.items()
+        if not Path(os.environ.get(variable, default)).exists()
+    }
+    if not missing or not sys.platform.startswith("linux"):
         return
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        print(f"Note: {chromium} is missing; the browser tests will fail without it.")
+        for program, needed_by in missing.values():
+            print(f"Note: {program} is missing; {needed_by} will fail without it.")
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "chromium"]
+    install = ["apt-get", "install", "-y", "-q", *missing]
     print("+", " ".join(install), flush=True)
     if subprocess.call(install, env=env) != 0:  # stale package lists on a fresh machine
         _run("apt-get", "update", "-q")
@@ -131,7 +145,7 @@ def ensure_browser() -> None:
 
 
 def test(extra: list[str]) -> int:
-    ensure_browser()
+    ensure_system_packages()
     for check in (("ruff", "check", "."), ("ruff", "format", "--check", "."), ("mypy",)):
         code = _exec(PYTHON, "-m", *check)
         if code:

@@ -20,6 +20,7 @@ installs take it from there, in seconds. Only the standard library is used here,
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -228,3 +229,22 @@ def build_wheel(python: Path, recipe: BuildRecipe) -> CachedWheel:
     found = cached_wheel(recipe)
     assert found is not None
     return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python scripts/llama_build.py --dest DIR`: the wheel `dev.py` would install here,
+    built once (or taken from the cache) and copied to DIR. The container image builds
+    llama-cpp-python this way, so it gets the same recipe and the same AMX guard."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--dest", type=Path, required=True, help="folder to copy the wheel to")
+    args = parser.parse_args(argv)
+    recipe = recipe_from_env()
+    wheel = cached_wheel(recipe) or build_wheel(Path(sys.executable), recipe)
+    args.dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(wheel.wheel, args.dest)
+    print(args.dest / wheel.wheel.name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -12,12 +12,18 @@ from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK
 
 from app.engine.base import Engine
-from app.errors import ANTHROPIC_EXCEPTION_HANDLERS
+from app.errors import ANTHROPIC_EXCEPTION_HANDLERS, error_responses
 from app.metrics import Metrics
 from app.serving.anthropic import count_tokens, create_message
 from app.sse import StreamingOperation, sse_response
 from config.settings import Settings
-from conversion.anthropic.wire import CountTokensRequest, InputTokens, Message, MessagesRequest
+from conversion.anthropic.wire import (
+    AnthropicErrorBody,
+    CountTokensRequest,
+    InputTokens,
+    Message,
+    MessagesRequest,
+)
 
 __all__ = ("count_message_tokens", "messages")
 
@@ -27,6 +33,7 @@ __all__ = ("count_message_tokens", "messages")
     status_code=HTTP_200_OK,
     operation_class=StreamingOperation,
     exception_handlers=ANTHROPIC_EXCEPTION_HANDLERS,
+    responses=error_responses(400, 401, 413, 500, 503, envelope=AnthropicErrorBody),
 )
 async def messages(
     request: Request[Any, Any, Any],
@@ -47,6 +54,7 @@ async def messages(
     "/messages/count_tokens",
     status_code=HTTP_200_OK,
     exception_handlers=ANTHROPIC_EXCEPTION_HANDLERS,
+    responses=error_responses(400, 401, 413, 500, 503, envelope=AnthropicErrorBody),
 )
 async def count_message_tokens(
     data: JSONBody[CountTokensRequest],

@@ -27,7 +27,9 @@ from conversion.responses.wire import (
 )
 from conversion.responses.wire import Response as ResponseObject
 
-__all__ = ("create", "delete_response", "list_input_items", "retrieve")
+__all__ = ("RESPONSE_ID_HEADER", "create", "delete_response", "list_input_items", "retrieve")
+
+RESPONSE_ID_HEADER = "llm-response-id"
 
 
 @post(
@@ -45,11 +47,16 @@ async def create(
     metrics: NamedDependency[Metrics],
 ) -> Response[ResponseObject] | Stream:
     """Create a model response (OpenAI's Responses API), streamed as typed SSE events
-    when `stream` is true."""
-    result = await create_response(request, data, engine, settings, store, metrics)
+    when `stream` is true.
+
+    The `llm-response-id` header names the response before its body: a proxy in front
+    of several replicas records which one stored it, and sends the requests that name
+    it (`previous_response_id`, `GET`/`DELETE`) there (see `deploy/haproxy.cfg`)."""
+    response_id, result = await create_response(request, data, engine, settings, store, metrics)
+    headers = {RESPONSE_ID_HEADER: response_id}
     if isinstance(result, ResponseObject):
-        return Response(result, status_code=HTTP_200_OK)
-    return sse_response(result)
+        return Response(result, status_code=HTTP_200_OK, headers=headers)
+    return sse_response(result, headers=headers)
 
 
 @get("/responses/{response_id:str}", responses=error_responses(400, 401, 404))

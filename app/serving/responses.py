@@ -76,8 +76,9 @@ async def create_response(
     settings: Settings,
     store: ResponseStore,
     metrics: Metrics | None = None,
-) -> Response | AsyncIterator[bytes]:
-    """Serve one request; returns the response, or the SSE byte stream when streaming."""
+) -> tuple[str, Response | AsyncIterator[bytes]]:
+    """Serve one request; returns the response's id (known before the stream starts, for
+    a header) and the response, or the SSE byte stream when streaming."""
     check_request(body, settings.limits)
     mapped = to_settings(body, settings.sampling)
     history, items = await _conversation(body, store)
@@ -106,10 +107,10 @@ async def create_response(
         )
         if keep:
             await anyio.to_thread.run_sync(store.save, response, items)
-        return response
+        return draft.id, response
     events = await started.events()
     writer = ResponseEvents(draft)
-    return sse_body(
+    return draft.id, sse_body(
         _events(events, writer, store if keep else None, items),
         started.fanout,
         encode=_frame,

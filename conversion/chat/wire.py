@@ -144,8 +144,12 @@ class ChatCompletionRequest(WireRequest, kw_only=True):
     n: Annotated[int, Meta(ge=1)] | None = None
     parallel_tool_calls: bool | None = None
     presence_penalty: Penalty | None = None
+    prompt_cache_key: str | None = None
+    """OpenAI's key for prompt caching. Not used by a replica; a proxy in front of
+    several routes by it, so a conversation's turns reuse one replica's cache."""
     reasoning_effort: Effort | None = None
     response_format: dict[str, Any] | None = None
+    safety_identifier: str | None = None
     seed: int | None = None
     stop: str | Annotated[list[str], Meta(max_length=4)] | None = None
     stream: bool | None = None

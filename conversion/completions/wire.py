@@ -43,6 +43,9 @@ class CompletionRequest(WireRequest, kw_only=True):
     max_tokens: Annotated[int, Meta(ge=0)] | None = None
     n: PositiveInt | None = None
     presence_penalty: Penalty | None = None
+    prompt_cache_key: str | None = None
+    """OpenAI's key for prompt caching. Not used by a replica; a proxy in front of
+    several routes by it, so a conversation's turns reuse one replica's cache."""
     seed: int | None = None
     stop: str | Annotated[list[str], Meta(max_length=4)] | None = None
     stream: bool | None = None

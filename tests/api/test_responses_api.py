@@ -393,3 +393,20 @@ async def test_logprobs_come_with_the_text_when_included(client: Client, stream:
     assert bytes(b for e in entries for b in e["bytes"]).decode() == text
     plain = await client.post("/v1/responses", json={**body, "include": [], "stream": False})
     assert plain.json()["output"][0]["content"][0]["logprobs"] == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_response_id_comes_in_a_header_before_the_body(
+    client: Client, stream: bool
+) -> None:
+    """What a proxy in front of several replicas records to route `previous_response_id`
+    to the replica that stored the response (deploy/haproxy.cfg)."""
+    body = {"input": ASK, "max_output_tokens": 4, "stream": stream}
+    reply = await client.post("/v1/responses", json=body)
+    assert reply.status_code == 200, reply.text
+    if stream:
+        [(_, created), *_] = typed_events(reply.text)
+        response_id = created["response"]["id"]
+    else:
+        response_id = reply.json()["id"]
+    assert reply.headers["llm-response-id"] == response_id

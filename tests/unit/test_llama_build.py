@@ -145,3 +145,21 @@ def test_the_bench_llama_server_is_built_with_the_same_recipe(tmp_path: Path) ->
     assert configure[-2:] == ["-DGGML_NATIVE=ON", "-DGGML_VULKAN=on"]
     assert "-DBUILD_SHARED_LIBS=OFF" in configure
     assert build[build.index("--target") + 1] == "llama-server"
+
+
+def test_the_command_line_copies_the_cached_wheel_of_this_recipe_without_building(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the container image runs: with this recipe's wheel in the cache, no compiler
+    starts (a build would take minutes and fail here with a fake wheel)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("LLM_SERVICE_LLAMA_CMAKE_ARGS", "-DGGML_NATIVE=OFF -DGGML_AVX2=ON")
+    folder = tmp_path / "cache" / "llm-service" / "wheels" / llama_build.recipe_from_env().key
+    folder.mkdir(parents=True)
+    (folder / "llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl").write_bytes(b"wheel")
+    (folder / "build.json").write_text("{}")
+
+    assert llama_build.main(["--dest", str(tmp_path / "out")]) == 0
+    copied = tmp_path / "out" / "llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl"
+    assert copied.read_bytes() == b"wheel"
+    assert capsys.readouterr().out.strip() == str(copied)
