@@ -60,7 +60,10 @@ class ModelSettings(ConfigModel, frozen=True):
     """Most tokens per llama.cpp decode call. While other requests are streaming, a
     prompt is evaluated in smaller pieces, sized so their tokens keep flowing."""
     flash_attn: Literal["auto", "on", "off"] = "auto"
-    """llama.cpp flash attention; `auto` uses it where the backend supports it."""
+    """llama.cpp flash attention. `auto` on a CPU: on while `batch_invariant` holds
+    (without it llama.cpp's attention rounds one token differently from a batch, so
+    replies would depend on the load), else whichever path a start-up measurement finds
+    faster; on a GPU, llama.cpp's own choice."""
     kv_cache_type: Literal["f16", "q8_0"] = "f16"
     """KV cache precision. `q8_0` halves its memory and makes llama.cpp's CPU attention
     take one code path for every batch shape, so a temperature-0 reply is bit-identical

@@ -9,6 +9,13 @@ decodes a few tokens after it and after a short one, and the path with the lower
 time per token wins. The answer depends on the machine, the model, the thread count
 and the KV cache type, so it is kept in the project's cache folder under a key of
 those, and measured again only when one of them changes (a few seconds, once).
+
+The measurement only runs when `model.batch_invariant` is off. Without flash attention
+llama.cpp multiplies queries by keys with one kernel for a single token and another for
+a batch, and they round differently: a greedy reply then changes with what the cache
+held or what ran beside it (seen on both CPUs: a streamed reply after a reused prefix
+differed from the same request read whole). With flash attention every query row takes
+the same path, so `auto` keeps it on while replies must not depend on the load.
 """
 
 from __future__ import annotations
@@ -115,7 +122,15 @@ class AttentionChoice:
 
 
 def choose_flash_attn(
-    model: Any, path: str, setting: str, threads: int, kv_type: int, system_info: str, gpu: bool
+    model: Any,
+    path: str,
+    setting: str,
+    threads: int,
+    kv_type: int,
+    system_info: str,
+    *,
+    gpu: bool,
+    batch_invariant: bool,
 ) -> AttentionChoice:
     """The flash-attention type for `model.flash_attn = setting`, and why."""
     if setting in ("on", "off"):
@@ -125,6 +140,12 @@ def choose_flash_attn(
     if gpu:
         auto = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
         return AttentionChoice(auto, "flash attention as llama.cpp chooses (GPU)")
+    if batch_invariant:
+        return AttentionChoice(
+            _FLASH[True],
+            "flash attention on (model.batch_invariant: the other path rounds one token"
+            " differently from a batch, so replies would depend on the load)",
+        )
     cache = _cache_file()
     key = _key(path, threads, kv_type, system_info)
     try:

@@ -73,6 +73,7 @@ class LoadedModel:
             kv_type,
             self.system_info,
             gpu=settings.n_gpu_layers != 0,
+            batch_invariant=settings.batch_invariant,
         )
         self.flash_attn_type = self.attention.flash_attn
         params.flash_attn_type = self.flash_attn_type

@@ -119,6 +119,18 @@ def _busiest(outcomes: list[Outcome], replicas: list[Replica]) -> Replica:
     return max(replicas, key=lambda r: served[r.name])
 
 
+async def _full(replicas: list[Replica]) -> Replica:
+    """A replica generating in every slot: what the proxy sends it now waits in the
+    proxy's queue, so it has not started when the replica dies."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for replica in replicas:
+            if await asyncio.to_thread(replica.metric, "llm_active_generations") >= SLOTS:
+                return replica
+        await asyncio.sleep(0.1)
+    raise AssertionError("no replica had all its slots busy")
+
+
 def test_sigterm_under_load_fails_no_request(proxy: Proxy, all_up: list[Replica]) -> None:
     keys = {replica.name: _key_for(proxy, replica.name) for replica in all_up}
 
@@ -167,7 +179,7 @@ def test_sigkill_retries_what_had_not_started_and_ends_the_running_streams(
                 tasks.append(asyncio.create_task(_stream(client, key, 400, outcome)))
                 await asyncio.sleep(0.3)
             await asyncio.wait_for(outcomes[0].first_chunk.wait(), 30)
-            victim = _busiest([o for o in outcomes if o.chunks], all_up)
+            victim = await _full(all_up)
             # Requests that wait in the proxy for a slot: not started.
             waiting = [asyncio.create_task(_complete(client, f"wait-{n}")) for n in range(4)]
             await asyncio.sleep(0.3)
