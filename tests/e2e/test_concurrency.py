@@ -149,13 +149,15 @@ def test_four_concurrent_replies_equal_the_same_replies_alone(live: LiveServer) 
 
 
 def test_models_and_health_answer_at_once_during_a_generation(live: LiveServer) -> None:
-    streamer = Streamer(live, messages=COUNT, max_tokens=200, temperature=0)
+    streamer = Streamer(live, messages=COUNT, max_tokens=400, temperature=0)
     streamer.start()
     assert streamer.started.wait(30)
     for path in ("/v1/models", "/health", f"/v1/models/{live.engine.model_id}"):
         started = time.monotonic()
         assert httpx.get(f"{live.root}{path}").status_code == 200
-        assert time.monotonic() - started < 0.5, path
+        # A fraction of the generation's few seconds (a loaded 2-vCPU CI machine once
+        # took 0.66 s for /health: the bound is about waiting, not about speed).
+        assert time.monotonic() - started < 1.5, path
     assert streamer.is_alive()  # still generating: nothing waited for it
     streamer.join(timeout=60)
     assert streamer.finish_reason == "length"  # and nothing cut it off
