@@ -91,7 +91,7 @@ class AccessLog:
         logger.info(
             "request_id=%s method=%s route=%s status=%s prompt_tokens=%s cached_tokens=%s "
             "completion_tokens=%s ttft_ms=%s duration_ms=%s finish_reason=%s "
-            "client_disconnected=%s",
+            "draft_acceptance=%s client_disconnected=%s",
             stats.request_id,
             scope.get("method", "-"),
             route,
@@ -102,8 +102,16 @@ class AccessLog:
             _ms(stats.ttft),
             _ms(time.perf_counter() - stats.started),
             stats.finish_reason or "-",
+            _acceptance(stats),
             str(disconnected).lower(),
         )
+
+
+def _acceptance(stats: RequestStats) -> str:
+    """Share of speculative decoding's guesses that stood, or `-` if none were made."""
+    if not stats.draft_tokens:
+        return "-"
+    return f"{stats.accepted_draft_tokens / stats.draft_tokens:.2f}"
 
 
 class _StampArrival(ASGIMiddleware):

@@ -43,7 +43,12 @@ logger = logging.getLogger("llm_service")
 
 def _default_engine(settings: Settings) -> BatchingEngine:
     choice = resolve_model(settings.model)  # fails at start-up, naming the bad setting
-    return BatchingEngine(choice, settings.model, queue_size=settings.server.queue_size)
+    return BatchingEngine(
+        choice,
+        settings.model,
+        queue_size=settings.server.queue_size,
+        speculative=settings.speculative,
+    )
 
 
 async def _stop_if_loading_fails(engine: Engine) -> None:

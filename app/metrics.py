@@ -32,6 +32,9 @@ class RequestStats:
     cached_tokens: int | None = None
     completion_tokens: int | None = None
     ttft: float | None = None
+    draft_tokens: int = 0
+    """Tokens speculative decoding guessed for this request, and how many stood."""
+    accepted_draft_tokens: int = 0
     finish_reason: str | None = None
     status: int = 0
     logged: bool = False
@@ -52,6 +55,14 @@ class Metrics:
             "llm_cached_prompt_tokens", "Prompt tokens reused from the KV cache", registry=r
         )
         self.completion_tokens = Counter("llm_completion_tokens", "Completion tokens", registry=r)
+        self.draft_tokens = Counter(
+            "llm_draft_tokens", "Tokens guessed by speculative decoding", registry=r
+        )
+        self.accepted_draft_tokens = Counter(
+            "llm_draft_tokens_accepted",
+            "Guessed tokens that stood (each saved a decode step)",
+            registry=r,
+        )
         self.ttft = Histogram(
             "llm_time_to_first_token_seconds",
             "Request arrival to first text",
@@ -104,7 +115,11 @@ async def observe(
             stats.prompt_tokens = (stats.prompt_tokens or 0) + item.prompt_tokens
             stats.cached_tokens = (stats.cached_tokens or 0) + item.cached_tokens
             stats.completion_tokens = (stats.completion_tokens or 0) + item.completion_tokens
+            stats.draft_tokens += item.draft_tokens
+            stats.accepted_draft_tokens += item.accepted_draft_tokens
             stats.finish_reason = item.finish_reason
+            metrics.draft_tokens.inc(item.draft_tokens)
+            metrics.accepted_draft_tokens.inc(item.accepted_draft_tokens)
             metrics.prompt_tokens.inc(item.prompt_tokens)
             metrics.cached_tokens.inc(item.cached_tokens)
             metrics.completion_tokens.inc(item.completion_tokens)

@@ -40,13 +40,14 @@ from pathlib import Path
 from typing import Any
 
 import bench_depth
+import bench_edit
 import bench_output
 import bench_report as report
 import bench_scenarios as scenarios
 from bench_load import Target, fetch_model_id
 from bench_servers import KNOWN_SERVERS, ROOT, ServerSpec, build_llama_server, start_server
 
-SCENARIOS = ("sweep", "multiturn", "interference", "long", "depth")
+SCENARIOS = ("sweep", "multiturn", "interference", "long", "depth", "edit")
 
 
 def default_model() -> Path | None:
@@ -83,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add(
         "--servers",
         type=name_list(KNOWN_SERVERS),
-        default=",".join(KNOWN_SERVERS),
+        default="ours,llama-cpp-python,llama-server",
         help="servers to start, side by side",
     )
     add("--base-url", help="bench this running server (ends in /v1); None: start --servers")
@@ -111,6 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--long-tokens", type=int_list, default="2048,128", help="long: reply lengths")
     add("--depths", type=int_list, default="250,1000,2000,3000", help="depth: prompt sizes")
     add("--depth-tokens", type=int, default=32, help="depth: max_tokens after each prompt")
+    add("--edit-clients", type=int_list, default="1,4", help="edit: clients per level")
+    add("--edit-tokens", type=int, default=512, help="edit: max_tokens per request")
     add("--timeout", type=float, default=300.0, help="seconds per request")
     add("--loadavg", action=argparse.BooleanOptionalAction, default=True, help="print load")
     add("--out", type=Path, help="writes OUT.json, OUT.png, OUT.md; None: in a temp dir")
@@ -153,11 +156,11 @@ def _run(command: list[str]) -> str | None:
 
 
 def server_version(name: str) -> str | None:
-    if name == "ours":
+    if name.startswith("ours"):
         return _run(["git", "describe", "--always", "--dirty"])
     if name == "llama-cpp-python":
         return importlib.metadata.version("llama-cpp-python")
-    if name == "llama-server":
+    if name.startswith("llama-server"):
         return _run([str(build_llama_server()), "--version"])
     return None
 
@@ -232,10 +235,24 @@ def run_scenarios(base_url: str, args: argparse.Namespace, document: str, cell: 
             "requests": raw(results),
         }
 
+    def edit(clients: int) -> dict[str, Any]:
+        before = bench_edit.draft_counts(base_url)
+        results = asyncio.run(bench_edit.edit(target, clients, args.edit_tokens))
+        after = bench_edit.draft_counts(base_url)
+        metrics = report.level_metrics(results)
+        if before is not None and after is not None and after[0] > before[0]:
+            metrics["draft_acceptance"] = (after[1] - before[1]) / (after[0] - before[0])
+        print(f"    {metrics['tokens_per_s'] or 0:.1f} tok/s, {metrics['errors']} errors")
+        return {"metrics": metrics, "requests": raw(results)}
+
     for scenario in args.scenarios:
         if scenario == "sweep":
             data["sweep"] = {
                 str(c): cell(f"sweep c={c}", functools.partial(sweep, c)) for c in args.concurrency
+            }
+        elif scenario == "edit":
+            data["edit"] = {
+                str(c): cell(f"edit c={c}", functools.partial(edit, c)) for c in args.edit_clients
             }
         else:
             runs = {"multiturn": multiturn, "interference": interference, "long": long}
@@ -254,9 +271,12 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any] | None:
         return report.aggregate([c.get("metrics") for c in cells if c])
 
     summary: dict[str, Any] = {}
-    levels = list(dict.fromkeys(c for r in ran for c in r.get("sweep", {})))
-    if levels:
-        summary["sweep"] = {c: metrics([r["sweep"].get(c) for r in ran]) for c in levels}
+    for leveled in ("sweep", "edit"):
+        levels = list(dict.fromkeys(c for r in ran for c in r.get(leveled, {})))
+        if levels:
+            summary[leveled] = {
+                c: metrics([r[leveled].get(c) for r in ran if leveled in r]) for c in levels
+            }
     for scenario in ("multiturn", "interference", "long", "depth"):
         if any(scenario in r for r in ran):
             summary[scenario] = metrics([r.get(scenario) for r in ran])
@@ -280,12 +300,14 @@ def main(argv: list[str] | None = None) -> int:
         document, document_tokens = scenarios.big_document(args.interference_prompt_tokens, model)
     names = [args.name] if args.base_url else list(args.servers)
     servers: dict[str, dict[str, Any]] = {n: {"status": "ok", "rounds": []} for n in names}
-    if not args.base_url and "llama-server" in names:
+    llama_servers = [n for n in names if n.startswith("llama-server")]
+    if not args.base_url and llama_servers:
         try:
             build_llama_server(log_dir / "llama-server-build.log")
         except RuntimeError as exc:
             print(f"skipped llama-server: {exc}", flush=True)
-            servers["llama-server"].update(status="skipped", reason=str(exc))
+            for name in llama_servers:
+                servers[name].update(status="skipped", reason=str(exc))
     for name, server in servers.items():
         if server["status"] == "ok":
             server["version"] = None if args.base_url else server_version(name)

@@ -47,12 +47,15 @@ def _summaries(doc: Doc) -> dict[str, Doc]:
     }
 
 
-def _sweep(summaries: dict[str, Doc], markdown: bool) -> str | None:
+def _sweep(summaries: dict[str, Doc], markdown: bool, scenario: str = "sweep") -> str | None:
     headers = ["server", "conc", "tok/s", "req/s", "TTFT p50 ms", "TTFT p90 ms", "ITL p50 ms"]
     headers += ["stream tok/s min-max", "max/min", "errors", "truncated"]
+    edit = scenario == "edit"
+    if edit:
+        headers.append("drafts accepted")
     rows = []
     for name, summary in summaries.items():
-        for level, m in (summary.get("sweep") or {}).items():
+        for level, m in (summary.get(scenario) or {}).items():
             spread = f"{_fmt(m.get('stream_tps_min'))}-{_fmt(m.get('stream_tps_max'))}"
             rows.append(
                 [
@@ -60,6 +63,7 @@ def _sweep(summaries: dict[str, Doc], markdown: bool) -> str | None:
                     *(_fmt(m.get("ttft_p50_ms"), 0), _fmt(m.get("ttft_p90_ms"), 0)),
                     *(_fmt(m.get("itl_p50_ms")), spread, _fmt(m.get("stream_tps_ratio"), 2)),
                     *(_fmt(m.get("errors")), _fmt(m.get("truncated"))),
+                    *((_fmt(m.get("draft_acceptance"), 2),) if edit else ()),
                 ]
             )
     return _table(headers, rows, markdown) if rows else None
@@ -152,6 +156,10 @@ def _depth(summaries: dict[str, Doc], markdown: bool) -> str | None:
     return _table(headers, rows, markdown)
 
 
+def _edit(summaries: dict[str, Doc], markdown: bool) -> str | None:
+    return _sweep(summaries, markdown, "edit")
+
+
 def render_tables(doc: Doc, markdown: bool = False) -> str:
     """All result tables, each under a title, plus which servers were skipped and why."""
     summaries = _summaries(doc)
@@ -163,6 +171,7 @@ def render_tables(doc: Doc, markdown: bool = False) -> str:
         ("Interference: a long prompt admitted while streams decode", _interference),
         ("Long vs short replies (one client)", _long),
         ("Cost against depth: a new prompt of that many tokens, one client", _depth),
+        ("Edit: a ~400-token passage handed back with one change", _edit),
     ):
         body = make(summaries, markdown)
         if body:

@@ -43,7 +43,19 @@ __all__ = (
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # for `config`, imported lazily (see `_ours_parallel`)
-KNOWN_SERVERS = ("ours", "llama-cpp-python", "llama-server")
+KNOWN_SERVERS = (
+    "ours",
+    "ours-nospec",
+    "ours-draft",
+    "llama-cpp-python",
+    "llama-server",
+    "llama-server-ngram-simple",
+    "llama-server-ngram-mod",
+)
+"""`ours-nospec`: ours with speculative decoding off; `ours-draft`: ours with the served
+model as its own draft model (a correctness run: no smaller model of the same
+vocabulary is at hand); `llama-server-ngram-*`: llama-server
+with that `--spec-type` (n-gram speculation from the prompt and reply, its defaults)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,12 +159,18 @@ def _ours_parallel(slots: int) -> list[str]:
 
 def _command(name: str, spec: ServerSpec, port: int) -> list[str]:
     threads = str(spec.threads)
-    if name == "ours":
+    if name in ("ours", "ours-nospec", "ours-draft"):
         return [
             *(sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)),
             *("--model-path", str(spec.model), "--model-n-threads", threads),
             *("--model-n-ctx", str(spec.ctx_per_seq), *_ours_parallel(spec.slots)),
             *("--server-log-level", "warning"),
+            *(("--speculative-mode", "off") if name == "ours-nospec" else ()),
+            *(
+                ("--speculative-mode", "draft", "--model-draft-path", str(spec.model))
+                if name == "ours-draft"
+                else ()
+            ),
         ]
     if name == "llama-cpp-python":
         return [
@@ -161,12 +179,14 @@ def _command(name: str, spec: ServerSpec, port: int) -> list[str]:
             *("--n_threads", threads, "--n_threads_batch", threads),
             *("--interrupt_requests", "False"),
         ]
-    if name == "llama-server":
+    if name.startswith("llama-server"):
+        kind = name.removeprefix("llama-server-")
         return [
             *(str(build_llama_server()), "--host", "127.0.0.1", "--port", str(port)),
             *("-m", str(spec.model), "-t", threads, "-tb", threads),
             *("-np", str(spec.slots), "-c", str(spec.ctx_per_seq * spec.slots)),
             *("--no-webui", "-cram", "0"),
+            *(("--spec-type", kind) if kind != name else ()),
         ]
     raise ValueError(f"unknown server {name!r}; known: {', '.join(KNOWN_SERVERS)}")
 

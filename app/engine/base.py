@@ -65,6 +65,10 @@ class Finished:
     """Of `completion_tokens`, those generated while thinking."""
     stop_sequence: str | None = None
     """The stop string that ended the reply, if one did."""
+    draft_tokens: int = 0
+    """Tokens guessed by speculative decoding for this reply."""
+    accepted_draft_tokens: int = 0
+    """Of `draft_tokens`, those that stood (each saved a decode step)."""
 
 
 GenerationEvent = TextDelta | Finished

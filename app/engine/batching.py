@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.engine.base import ChatPrompt, EngineState
+from app.engine.draft import DraftModel
 from app.engine.embedding import Embedder
 from app.engine.grammar import grammar_for, grammar_for_structure
 from app.engine.jobs import JobHandle, JobQueue, JobRecord
@@ -34,8 +35,9 @@ from app.engine.model import LoadedModel
 from app.engine.sampling import check_sampling
 from app.engine.template import check_template_settings
 from app.engine.worker import DecodeLoop
+from config.loader import SettingsError
 from config.model_source import ModelChoice, served_model_id
-from config.settings import ModelSettings
+from config.settings import ModelSettings, SpeculativeSettings
 from conversion.chat.messages import TemplateMessage
 from conversion.errors import (
     InvalidRequestError,
@@ -59,8 +61,21 @@ def default_threads() -> int:
 class BatchingEngine:
     """See the module docstring. Create, then `start()`; `close()` when done."""
 
-    def __init__(self, choice: ModelChoice, settings: ModelSettings, *, queue_size: int) -> None:
+    def __init__(
+        self,
+        choice: ModelChoice,
+        settings: ModelSettings,
+        *,
+        queue_size: int,
+        speculative: SpeculativeSettings | None = None,
+    ) -> None:
         check_template_settings(settings)
+        self._speculative = speculative if speculative is not None else SpeculativeSettings()
+        if self._speculative.mode == "draft" and settings.draft_path is None:
+            raise SettingsError(
+                "Invalid setting speculative.mode: `draft` needs model.draft_path (the GGUF"
+                " of a small model with the served model's vocabulary)."
+            )
         self.model_id = served_model_id(settings, choice.path)
         self.created = int(choice.path.stat().st_mtime)
         self._choice = choice
@@ -212,7 +227,21 @@ class BatchingEngine:
         self._model = model
         if self._settings.embeddings:
             self._embedder = Embedder(model, self._settings, threads)
-        self._decoder = DecodeLoop(model, self._queue, self._settings.n_batch)
+        draft = None
+        if self._speculative.mode == "draft":
+            assert self._settings.draft_path is not None
+            draft = DraftModel(  # a failure here fails the load; `_work` frees the model
+                self._settings.draft_path,
+                model.model,
+                slots=model.slots,
+                n_ctx_seq=model.n_ctx_seq,
+                threads=threads,
+                n_batch=model.n_batch,
+                n_gpu_layers=self._settings.n_gpu_layers,
+            )
+        self._decoder = DecodeLoop(
+            model, self._queue, self._settings.n_batch, self._speculative, draft
+        )
         # Logged only now: while the model loads (verbose=False), llama-cpp-python points
         # the process's stdout and stderr at /dev/null, and a line logged then is lost.
         # The embedded fallback is a 135M demo model, so that case is a warning.
@@ -242,6 +271,14 @@ class BatchingEngine:
         )
         logger.info("llama.cpp system info: %s", model.system_info)
         logger.info("Attention: %s", model.attention.why)
+        spec = self._speculative
+        logger.info(
+            "Speculative decoding: %s",
+            "off"
+            if spec.mode == "off"
+            else f"{spec.mode} (up to {spec.max_draft} guesses per slot and step"
+            + (f", from {self._settings.draft_path})" if spec.mode == "draft" else ")"),
+        )
 
     def _work(self) -> None:
         """Load, run the decode loop until the queue closes, then free the slots, the

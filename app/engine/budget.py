@@ -65,3 +65,13 @@ class PromptBudget:
             return  # alone, decode cost unknown yet, or a tiny piece of mostly fixed costs
         added = max(seconds - base, 0.0) / prompt_tokens
         self.per_token = added if self.per_token is None else 0.8 * self.per_token + 0.2 * added
+
+    def guess_threshold(self, decoding: int, default: float) -> float:
+        """The chance of standing a speculative guess needs to be worth its cost in a
+        step for `decoding` slots: what a token beside them adds (`per_token`) over what
+        a plain step yields per token (`t0 / decoding`). `default` until both were
+        measured; at most 1 (a guess that costs more than a step's token never pays)."""
+        t0 = self.decode_steps.get(decoding)
+        if self.per_token is None or t0 is None or t0 <= 0:
+            return default
+        return min(1.0, self.per_token * decoding / t0)

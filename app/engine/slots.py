@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import llama_cpp
 
 from app.engine.jobs import Job
+from app.engine.speculation import Drafter
 from app.engine.thinking import Thinking
 from conversion.logprobs import TokenLogprob
 from conversion.text import TextAssembler
@@ -69,6 +70,8 @@ class Slot:
     """The chain without the grammar, used while thinking (None: `sampler` serves)."""
     reasoning_tokens: int = 0
     """Tokens of the current job's thinking, once it has ended."""
+    drafter: Drafter | None = None
+    """Guesses of the next tokens, when speculative decoding is on."""
 
     @property
     def prefilling(self) -> bool:
@@ -81,7 +84,7 @@ class Slot:
                 llama_cpp.llama_sampler_free(chain)
         self.job, self.sampler, self.assembler, self.next_token = None, None, None, None
         self.thinking, self.think_sampler, self.reasoning_tokens = None, None, 0
-        self.logits_index = -1
+        self.logits_index, self.drafter = -1, None
         self.pending.clear()
 
 

@@ -29,12 +29,15 @@ import llama_cpp
 
 from app.engine.base import Finished, TextDelta
 from app.engine.budget import PromptBudget
+from app.engine.draft import DraftModel
 from app.engine.jobs import JobQueue, JobRecord
 from app.engine.logprobs import token_logprob
 from app.engine.model import LoadedModel
 from app.engine.sampling import new_sampler
 from app.engine.slots import Slot, pick_slot
+from app.engine.speculation import DEFAULT_THRESHOLD, Drafter
 from app.engine.thinking import Thinking
+from config.settings import SpeculativeSettings
 from conversion.errors import InternalError
 from conversion.text import TextAssembler
 
@@ -50,9 +53,19 @@ class DecodeLoop:
     keeps the model's lifetime and frees it after `close()`.
     """
 
-    def __init__(self, model: LoadedModel, queue: JobQueue, n_batch: int) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        queue: JobQueue,
+        n_batch: int,
+        speculative: SpeculativeSettings | None = None,
+        draft: DraftModel | None = None,
+    ) -> None:
         """`n_batch` is the configured one, which caps the prompt budget (the model's
-        own `n_batch` may be raised to hold a token of every slot)."""
+        own `n_batch` may be raised to hold a token of every slot). `draft`, the draft
+        model of `speculative.mode = "draft"`, is the loop's to free."""
+        self._speculative = speculative if speculative is not None else SpeculativeSettings()
+        self._draft = draft
         self._model = model
         self._queue = queue
         self._slots = [Slot(seq) for seq in range(model.slots)]
@@ -81,6 +94,8 @@ class DecodeLoop:
             if slot.job is not None:
                 self._end(slot, "cancelled")
         llama_cpp.llama_batch_free(self._batch)
+        if self._draft is not None:
+            self._draft.close()
 
     def _admit(self) -> None:
         model = self._model
@@ -115,6 +130,9 @@ class DecodeLoop:
             slot.limit = model.n_ctx_seq - len(job.prompt)
             if job.params.max_tokens is not None:
                 slot.limit = min(slot.limit, job.params.max_tokens)
+            spec = self._speculative
+            if spec.mode != "off":  # the n-gram index is kept in draft mode too
+                slot.drafter = Drafter.for_prompt(job.prompt, spec.ngram, spec.max_draft)
 
     def _add(self, token: int, pos: int, seq: int, logits: bool) -> int:
         batch, i = self._batch, int(self._batch.n_tokens)
@@ -141,11 +159,16 @@ class DecodeLoop:
         # With a KV stream per slot llama.cpp splits a batch into passes of equally many
         # tokens per sequence over consecutive seq ids; slots are filled lowest id
         # first, so the generating ones are mostly consecutive and share one pass.
+        # Guesses wait while a prompt is being read: its tokens are sure work.
+        spare = 0 if reading else model.n_batch - len(decoding)
+        drafts = self._drafts(decoding, spare)
         for slot in decoding:
             assert slot.next_token is not None
-            slot.logits_index = self._add(slot.next_token, len(slot.cached), slot.seq, True)
-            fed.append((slot, [slot.next_token]))
-        budget = model.n_batch - len(decoding)
+            pos = len(slot.cached)
+            slot.logits_index = self._add(slot.next_token, pos, slot.seq, True)
+            for offset, token in enumerate(drafts[slot.seq], start=1):
+                self._add(token, pos + offset, slot.seq, True)
+        budget = model.n_batch - int(self._batch.n_tokens)
         if decoding:
             budget = min(budget, self._budget.tokens(len(decoding)))
         for slot in reading:
@@ -162,7 +185,7 @@ class DecodeLoop:
             slot.logits_index = index if last else -1
             fed.append((slot, chunk))
             budget -= len(chunk)
-        if not fed:
+        if not fed and not decoding:
             return
         started = time.perf_counter()
         status = llama_cpp.llama_decode(model.ctx, self._batch)
@@ -172,15 +195,87 @@ class DecodeLoop:
         self._budget.observe(
             time.perf_counter() - started, len(decoding), self._batch.n_tokens - len(decoding)
         )
+        for slot in decoding:
+            self._verify(slot, drafts[slot.seq])
         for slot, tokens in fed:
             slot.cached.extend(tokens)
-            if slot.logits_index >= 0:
-                chain = slot.sampler
-                if slot.thinking is not None and slot.think_sampler is not None:
-                    chain = slot.think_sampler  # the grammar waits for the answer
-                token = int(llama_cpp.llama_sampler_sample(chain, model.ctx, slot.logits_index))
+            if slot.logits_index >= 0:  # the prompt's end: the reply's first token
+                token = self._sample(slot)
+                if slot.drafter is not None:
+                    slot.drafter.index.extend((token,))
                 self._emit(slot, token)
                 slot.logits_index = -1
+
+    def _drafts(self, decoding: list[Slot], spare: int) -> dict[int, list[int]]:
+        """Each generating slot's guesses for this step, within its reply cap, its
+        context and what is left of the batch (`spare` tokens)."""
+        counts: dict[int, int] = {}
+        threshold = self._budget.guess_threshold(len(decoding), DEFAULT_THRESHOLD)
+        for slot in decoding:
+            drafter, job = slot.drafter, slot.job
+            if drafter is None or job is None:
+                counts[slot.seq] = 0
+                continue
+            room = min(
+                spare,
+                slot.limit - job.completion_tokens - 1,  # the step's own token counts 1
+                self._model.n_ctx_seq - len(slot.cached) - 2,
+            )
+            counts[slot.seq] = drafter.budget(room, threshold) if room > 0 else 0
+            spare -= counts[slot.seq]
+        drafts: dict[int, list[int]] = {seq: [] for seq in counts}
+        if self._draft is not None:
+            wanted = {
+                slot.seq: (slot.cached, slot.next_token, counts[slot.seq])
+                for slot in decoding
+                if counts[slot.seq] > 0 and slot.next_token is not None
+            }
+            if wanted:
+                drafts.update(self._draft.draft(wanted))
+        else:
+            for slot in decoding:
+                if counts[slot.seq] > 0 and slot.drafter is not None:
+                    drafts[slot.seq] = slot.drafter.index.follow(counts[slot.seq])
+        for slot in decoding:
+            if slot.drafter is not None:
+                slot.drafter.proposed += len(drafts[slot.seq])
+        return drafts
+
+    def _verify(self, slot: Slot, guesses: list[int]) -> None:
+        """Sample the slot's next token, and after each guess that equals what was
+        sampled, the token after it, from the logits the step computed for each; keep
+        the guesses that stood, drop the rest from the KV cache. The samples are what
+        one step per token would have drawn (same chain, same order, same logits)."""
+        assert slot.next_token is not None
+        drafter, first = slot.drafter, slot.logits_index
+        slot.cached.append(slot.next_token)
+        accepted = 0
+        for offset in range(len(guesses) + 1):
+            slot.logits_index = first + offset
+            token = self._sample(slot)
+            guessed = offset < len(guesses) and guesses[offset] == token
+            if guessed:
+                slot.cached.append(token)  # its keys and values came with this step
+                accepted += 1
+            if drafter is not None:  # counted before `_emit` may end the job
+                drafter.accepted += guessed
+                drafter.index.extend((token,))
+            self._emit(slot, token)  # may end the job (and free its samplers)
+            if slot.job is None or not guessed:
+                break
+        slot.logits_index = -1
+        if drafter is not None:
+            drafter.adapt(len(guesses), accepted)
+        if accepted < len(guesses):  # what follows is not this sequence's any more
+            self._model.forget(slot.seq, len(slot.cached))
+
+    def _sample(self, slot: Slot) -> int:
+        """The slot's token at `logits_index`, from the request's chain (the one
+        without the grammar while the reply is thinking)."""
+        chain = slot.sampler
+        if slot.thinking is not None and slot.think_sampler is not None:
+            chain = slot.think_sampler  # the grammar waits for the answer
+        return int(llama_cpp.llama_sampler_sample(chain, self._model.ctx, slot.logits_index))
 
     def _emit(self, slot: Slot, token: int) -> None:
         """Turn one sampled token into text for the client, and end the job if due."""
@@ -243,6 +338,7 @@ class DecodeLoop:
         # the start of a character the cap cut off (or to a stop string): dropped too.
         if tail := assembler.finish():
             job.put(TextDelta(tail, tuple(slot.pending)))
+        drafter = slot.drafter
         finished = Finished(
             reason,
             len(job.prompt),
@@ -250,6 +346,8 @@ class DecodeLoop:
             slot.reused,
             slot.reasoning_tokens,
             assembler.matched,
+            drafter.proposed if drafter is not None else 0,
+            drafter.accepted if drafter is not None else 0,
         )
         self._end(slot, reason, finished)
 

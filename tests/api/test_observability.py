@@ -94,3 +94,36 @@ async def test_messages_are_logged_only_when_asked(client_for: Any) -> None:
     (line,) = seen.lines
     assert line.startswith(f"request_id={response.headers['x-request-id']} messages=")
     assert SECRET_PROMPT in line
+
+
+async def test_speculative_guesses_show_in_the_log_line_and_the_metrics(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    passage = "The keeper climbed the spiral stairs at dusk and trimmed the wick of the lamp."
+    echo = {
+        "messages": [{"role": "user", "content": f"Repeat exactly: {passage} {passage}"}],
+        "max_tokens": 60,
+        "temperature": 0,
+    }
+    before = (await client.get("/metrics")).text
+    logger, seen = logging.getLogger("llm_service.access"), _Lines()
+    logger.addHandler(seen)
+    try:
+        await client.post("/v1/chat/completions", json=echo)
+        await client.post("/v1/chat/completions", json={**BODY, "max_tokens": 1})
+    finally:
+        logger.removeHandler(seen)
+    after = (await client.get("/metrics")).text
+
+    def count(text: str, name: str) -> float:
+        return float(re.search(rf"^{name} (\S+)$", text, re.M)[1])  # type: ignore[index]
+
+    drafted = count(after, "llm_draft_tokens_total") - count(before, "llm_draft_tokens_total")
+    stood = count(after, "llm_draft_tokens_accepted_total") - count(
+        before, "llm_draft_tokens_accepted_total"
+    )
+    assert 0 < stood <= drafted
+    share = re.search(r" draft_acceptance=(\S+) ", seen.lines[0])
+    assert share is not None
+    assert float(share[1]) == pytest.approx(stood / drafted, abs=0.005)
+    assert " draft_acceptance=- " in seen.lines[1]  # one token: nothing to guess after it

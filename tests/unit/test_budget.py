@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app.engine.budget import STEP_LIMIT, PromptBudget
 
 T0, PER_TOKEN = 0.021, 0.0037
@@ -41,3 +43,15 @@ def test_alone_steps_tiny_pieces_and_unknown_decode_costs_say_nothing() -> None:
     budget.observe(0.020, decode_tokens=2, prompt_tokens=0)
     budget.observe(1.0, decode_tokens=2, prompt_tokens=3)  # a last, tiny piece
     assert budget.per_token is None
+
+
+def test_a_guess_must_beat_what_it_costs_against_a_plain_steps_yield() -> None:
+    budget = PromptBudget(512)
+    assert budget.guess_threshold(1, default=0.5) == 0.5  # nothing measured yet
+    for _ in range(30):
+        budget.observe(0.010, 1, 0)  # a plain step for one slot: 10 ms per token
+        budget.observe(0.010 + 16 * 0.004, 1, 16)  # 4 ms per extra token
+        budget.observe(0.024, 4, 0)  # four slots: 6 ms per token
+    assert budget.guess_threshold(1, default=0.5) == pytest.approx(0.4)
+    assert budget.guess_threshold(4, default=0.5) == pytest.approx(4 * 0.004 / 0.024)
+    assert budget.guess_threshold(8, default=0.5) == 0.5  # that many never measured
