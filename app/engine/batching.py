@@ -238,6 +238,7 @@ class BatchingEngine:
                 threads=threads,
                 n_batch=model.n_batch,
                 n_gpu_layers=self._settings.n_gpu_layers,
+                flash_attn_type=model.flash_attn_type,
             )
         self._decoder = DecodeLoop(
             model, self._queue, self._settings.n_batch, self._speculative, draft

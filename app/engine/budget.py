@@ -43,6 +43,8 @@ class PromptBudget:
         """Running mean of a plain decode step, by the number of generating slots."""
         self.per_token: float | None = None
         """Running mean of what a prompt token adds to a step that also decodes."""
+        self.per_guess: float | None = None
+        """Running mean of what a speculative guess adds to a step (prompt-free)."""
 
     def tokens(self, decoding: int) -> int:
         """Prompt tokens for a step that also decodes for `decoding` slots."""
@@ -52,8 +54,18 @@ class PromptBudget:
         wanted = (STEP_LIMIT - 1) * t0 / max(self.per_token, 1e-6)
         return max(1, min(self.n_batch, math.floor(wanted + 1e-9)))
 
-    def observe(self, seconds: float, decode_tokens: int, prompt_tokens: int) -> None:
-        """One step's time, and what it carried."""
+    def observe(
+        self, seconds: float, decode_tokens: int, prompt_tokens: int, guesses: int = 0
+    ) -> None:
+        """One step's time, and what it carried (`guesses`: speculative guesses beside
+        the decoding slots' tokens, measured apart: each needs its logits)."""
+        if guesses:
+            base = self.decode_steps.get(decode_tokens)
+            if prompt_tokens == 0 and base is not None:
+                added = max(seconds - base, 0.0) / guesses
+                known = self.per_guess
+                self.per_guess = added if known is None else 0.8 * known + 0.2 * added
+            return
         if prompt_tokens == 0:
             known = self.decode_steps.get(decode_tokens)
             self.decode_steps[decode_tokens] = (
@@ -68,10 +80,12 @@ class PromptBudget:
 
     def guess_threshold(self, decoding: int, default: float) -> float:
         """The chance of standing a speculative guess needs to be worth its cost in a
-        step for `decoding` slots: what a token beside them adds (`per_token`) over what
-        a plain step yields per token (`t0 / decoding`). `default` until both were
-        measured; at most 1 (a guess that costs more than a step's token never pays)."""
+        step for `decoding` slots: what a guess adds (`per_guess`, else a prompt token's
+        `per_token`) over what a plain step yields per token (`t0 / decoding`).
+        `default` until both were measured; at most 1 (a guess that costs more than a
+        step's token never pays)."""
         t0 = self.decode_steps.get(decoding)
-        if self.per_token is None or t0 is None or t0 <= 0:
+        per_guess = self.per_guess if self.per_guess is not None else self.per_token
+        if per_guess is None or t0 is None or t0 <= 0:
             return default
-        return min(1.0, self.per_token * decoding / t0)
+        return min(1.0, per_guess * decoding / t0)

@@ -72,6 +72,7 @@ class DraftModel:
         threads: int,
         n_batch: int,
         n_gpu_layers: int,
+        flash_attn_type: int,
     ) -> None:
         if not Path(path).is_file():
             raise DraftModelError(f"model.draft_path = {path} is not a file.")
@@ -88,7 +89,7 @@ class DraftModel:
             context.n_seq_max = slots
             context.kv_unified = False
             context.n_threads = context.n_threads_batch = threads
-            context.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            context.flash_attn_type = flash_attn_type  # the target's, for the same reasons
             context.no_perf = True
             self.ctx = llama_cpp.llama_init_from_model(self.model.model, context)
             if self.ctx is None:
@@ -176,6 +177,12 @@ class DraftModel:
         if status != 0:
             raise RuntimeError(f"llama_decode of the draft model returned {status}")
         return rows
+
+    def reset(self) -> None:
+        """Forget every sequence (after a failed pass, what the cache holds is unknown)."""
+        for seq, seen in enumerate(self._seen):
+            llama_cpp.llama_memory_seq_rm(self._memory, seq, 0, -1)
+            seen.clear()
 
     def _greedy(self, row: int) -> int:
         logits = llama_cpp.llama_get_logits_ith(self.ctx, row)

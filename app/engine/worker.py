@@ -190,10 +190,14 @@ class DecodeLoop:
         started = time.perf_counter()
         status = llama_cpp.llama_decode(model.ctx, self._batch)
         if status != 0:
-            self._fail(fed, status)
+            self._fail([*(s for s, _ in fed), *decoding], status)
             return
+        guessed = sum(len(d) for d in drafts.values())
         self._budget.observe(
-            time.perf_counter() - started, len(decoding), self._batch.n_tokens - len(decoding)
+            time.perf_counter() - started,
+            len(decoding),
+            self._batch.n_tokens - len(decoding) - guessed,
+            guessed,
         )
         for slot in decoding:
             self._verify(slot, drafts[slot.seq])
@@ -231,7 +235,11 @@ class DecodeLoop:
                 if counts[slot.seq] > 0 and slot.next_token is not None
             }
             if wanted:
-                drafts.update(self._draft.draft(wanted))
+                try:
+                    drafts.update(self._draft.draft(wanted))
+                except RuntimeError:  # the draft model failed: generate without guesses
+                    logger.exception("The draft model failed; its cache starts again")
+                    self._draft.reset()
         else:
             for slot in decoding:
                 if counts[slot.seq] > 0 and slot.drafter is not None:
@@ -368,11 +376,11 @@ class DecodeLoop:
         if last is not None:
             job.put(last)
 
-    def _fail(self, fed: list[tuple[Slot, list[int]]], status: int) -> None:
+    def _fail(self, slots: list[Slot], status: int) -> None:
         """A decode call failed: end the jobs in it with a 500 and drop their caches
         (what llama.cpp kept of the batch is unknown); the other slots go on."""
-        logger.error("llama_decode failed with status %d for %d slots", status, len(fed))
-        for slot, _ in fed:
+        logger.error("llama_decode failed with status %d for %d slots", status, len(slots))
+        for slot in slots:
             if slot.job is not None:
                 self._model.forget(slot.seq)
                 slot.cached.clear()

@@ -55,3 +55,14 @@ def test_a_guess_must_beat_what_it_costs_against_a_plain_steps_yield() -> None:
     assert budget.guess_threshold(1, default=0.5) == pytest.approx(0.4)
     assert budget.guess_threshold(4, default=0.5) == pytest.approx(4 * 0.004 / 0.024)
     assert budget.guess_threshold(8, default=0.5) == 0.5  # that many never measured
+
+
+def test_guesses_are_measured_apart_from_prompt_tokens() -> None:
+    budget = PromptBudget(512)
+    for _ in range(30):
+        budget.observe(0.010, 1, 0)
+        budget.observe(0.010 + 16 * 0.004, 1, 16)  # a prompt token adds 4 ms
+        budget.observe(0.010 + 8 * 0.006, 1, 0, guesses=8)  # a guess 6 ms (its logits)
+        budget.observe(0.5, 1, 16, guesses=8)  # both: not attributable, ignored
+    assert budget.per_token == pytest.approx(0.004)
+    assert budget.guess_threshold(1, default=0.5) == pytest.approx(0.6)
