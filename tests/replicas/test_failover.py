@@ -180,9 +180,6 @@ def test_sigkill_retries_what_had_not_started_and_ends_the_running_streams(
                 await asyncio.sleep(0.3)
             await asyncio.wait_for(outcomes[0].first_chunk.wait(), 30)
             victim = await _full(all_up)
-            # Requests that wait in the proxy for a slot: not started.
-            waiting = [asyncio.create_task(_complete(client, f"wait-{n}")) for n in range(4)]
-            await asyncio.sleep(0.3)
             victim.signal(signal.SIGKILL)
             killed_at = time.monotonic()
             on_victim = [
@@ -190,7 +187,11 @@ def test_sigkill_retries_what_had_not_started_and_ends_the_running_streams(
                 for task, o in zip(tasks, outcomes, strict=True)
                 if o.replica == victim.name and o.chunks and o.ended_at is None
             ]
-            # And more for the victim before the proxy's health checks have noticed.
+            # Requests for the victim once it is gone, before the proxy's health checks
+            # have noticed: not started anywhere. (One queued for it while it dies can be
+            # handed to it in that instant, which the proxy cannot retry: docs/replicas.md.)
+            await asyncio.to_thread(victim.wait_exit)
+            waiting = []
             for _ in range(6):
                 waiting.append(asyncio.create_task(_complete(client, keys[victim.name])))
                 await asyncio.sleep(0.2)
