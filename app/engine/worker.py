@@ -204,49 +204,42 @@ class DecodeLoop:
         for slot, tokens in fed:
             slot.cached.extend(tokens)
             if slot.logits_index >= 0:  # the prompt's end: the reply's first token
-                token = self._sample(slot)
-                if slot.drafter is not None:
-                    slot.drafter.index.extend((token,))
-                self._emit(slot, token)
+                self._emit(slot, self._sample(slot))
                 slot.logits_index = -1
 
     def _drafts(self, decoding: list[Slot], spare: int) -> dict[int, list[int]]:
         """Each generating slot's guesses for this step, within its reply cap, its
-        context and what is left of the batch (`spare` tokens)."""
-        counts: dict[int, int] = {}
+        context and what is left of the batch (`spare` tokens): its n-gram draft, or
+        what the draft model proposes for as many tokens as the slot may guess."""
+        drafts: dict[int, list[int]] = {slot.seq: [] for slot in decoding}
+        wanted: dict[int, tuple[list[int], int, int]] = {}
         threshold = self._budget.guess_threshold(len(decoding), DEFAULT_THRESHOLD)
         for slot in decoding:
             drafter, job = slot.drafter, slot.job
-            if drafter is None or job is None:
-                counts[slot.seq] = 0
+            if drafter is None or job is None or slot.next_token is None:
                 continue
             room = min(
                 spare,
                 slot.limit - job.completion_tokens - 1,  # the step's own token counts 1
                 self._model.n_ctx_seq - len(slot.cached) - 2,
             )
-            counts[slot.seq] = drafter.budget(room, threshold) if room > 0 else 0
-            spare -= counts[slot.seq]
-        drafts: dict[int, list[int]] = {seq: [] for seq in counts}
-        if self._draft is not None:
-            wanted = {
-                slot.seq: (slot.cached, slot.next_token, counts[slot.seq])
-                for slot in decoding
-                if counts[slot.seq] > 0 and slot.next_token is not None
-            }
-            if wanted:
-                try:
-                    drafts.update(self._draft.draft(wanted))
-                except RuntimeError:  # the draft model failed: generate without guesses
-                    logger.exception("The draft model failed; its cache starts again")
-                    self._draft.reset()
-        else:
+            if room <= 0:
+                continue
+            if self._draft is None:
+                drafts[slot.seq] = drafter.propose(room, threshold)
+                spare -= len(drafts[slot.seq])
+            elif count := drafter.budget(room, threshold):
+                wanted[slot.seq] = (slot.cached, slot.next_token, count)
+                spare -= count
+        if self._draft is not None and wanted:
+            try:
+                drafts.update(self._draft.draft(wanted))
+            except RuntimeError:  # the draft model failed: generate without guesses
+                logger.exception("The draft model failed; its cache starts again")
+                self._draft.reset()
             for slot in decoding:
-                if counts[slot.seq] > 0 and slot.drafter is not None:
-                    drafts[slot.seq] = slot.drafter.index.follow(counts[slot.seq])
-        for slot in decoding:
-            if slot.drafter is not None:
-                slot.drafter.proposed += len(drafts[slot.seq])
+                if slot.drafter is not None:
+                    slot.drafter.proposed += len(drafts[slot.seq])
         return drafts
 
     def _verify(self, slot: Slot, guesses: list[int]) -> None:
@@ -267,7 +260,6 @@ class DecodeLoop:
                 accepted += 1
             if drafter is not None:  # counted before `_emit` may end the job
                 drafter.accepted += guessed
-                drafter.index.extend((token,))
             self._emit(slot, token)  # may end the job (and free its samplers)
             if slot.job is None or not guessed:
                 break
@@ -290,6 +282,8 @@ class DecodeLoop:
         model, job, assembler = self._model, slot.job, slot.assembler
         assert job is not None
         assert assembler is not None
+        if slot.drafter is not None:  # every sampled token, before the job may end
+            slot.drafter.index.extend((token,))
         if job.cancelled:
             self._end(slot, "cancelled")
             return
