@@ -165,6 +165,7 @@ def _command(name: str, spec: ServerSpec, port: int) -> list[str]:
             *("--model-path", str(spec.model), "--model-n-threads", threads),
             *("--model-n-ctx", str(spec.ctx_per_seq), *_ours_parallel(spec.slots)),
             *("--server-log-level", "warning"),
+            *(("--speculative-mode", "ngram") if name == "ours" else ()),
             *(("--speculative-mode", "off") if name == "ours-nospec" else ()),
             *(
                 ("--speculative-mode", "draft", "--model-draft-path", str(spec.model))

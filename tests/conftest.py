@@ -12,7 +12,12 @@ import pytest
 
 from config import ModelSettings, Settings
 from config.model_source import embedded_model_path
-from config.settings import LimitSettings, ResponseStoreSettings, ServerSettings
+from config.settings import (
+    LimitSettings,
+    ResponseStoreSettings,
+    ServerSettings,
+    SpeculativeSettings,
+)
 
 TEST_THREADS = 2
 """Set explicitly: tests must not depend on (or oversubscribe) the machine's cores."""
@@ -70,6 +75,7 @@ def make_settings(
     limits: dict[str, object] | None = None,
     responses: dict[str, object] | None = None,
     model: dict[str, object] | None = None,
+    speculative: dict[str, object] | None = None,
     **server: object,
 ) -> Settings:
     """Test settings; `slots` sets `model.n_parallel` (default: the built-in default),
@@ -83,4 +89,5 @@ def make_settings(
         server=ServerSettings(**server),  # type: ignore[arg-type]
         limits=LimitSettings(**(limits or {})),  # type: ignore[arg-type]
         responses=ResponseStoreSettings(**{"dir": _STORE_DIR, **(responses or {})}),  # type: ignore[arg-type]
+        speculative=SpeculativeSettings(**(speculative or {})),  # type: ignore[arg-type]
     )

@@ -97,8 +97,13 @@ async def test_messages_are_logged_only_when_asked(client_for: Any) -> None:
 
 
 async def test_speculative_guesses_show_in_the_log_line_and_the_metrics(
-    client: AsyncTestClient[Litestar],
+    client_for: Any,
 ) -> None:
+    async with client_for(speculative={"mode": "ngram"}) as client:
+        await _guesses_are_reported(client)
+
+
+async def _guesses_are_reported(client: AsyncTestClient[Litestar]) -> None:
     passage = "The keeper climbed the spiral stairs at dusk and trimmed the wick of the lamp."
     echo = {
         "messages": [{"role": "user", "content": f"Repeat exactly: {passage} {passage}"}],
