@@ -184,13 +184,16 @@ class SpeculativeSettings(ConfigModel, frozen=True):
     decode step checks them, so one step can yield several tokens. Replies are the
     same with it on or off (see `app/engine/speculation.py`)."""
 
-    mode: Literal["off", "ngram", "draft"] = "off"
+    mode: Literal["auto", "off", "ngram", "draft"] = "auto"
     """`ngram`: guesses are the tokens that followed the last earlier occurrence of the
     sequence's final `ngram` tokens in the prompt or the reply (no second model);
     `draft`: a small model of the same vocabulary (`model.draft_path`) guesses them;
-    `off` (the default): one token per step. Off by default because guessing only
-    paid 1.23x on copied text and 1.00x with four clients here, and a greedy Gemma-3
-    reply under load changed with it on (README, Speculative decoding)."""
+    `off`: one token per step. `auto` (the default) is `ngram`, unless the model's
+    logits depend on the shape of the step that computes them (probed at start-up) while
+    `model.batch_invariant` holds: then guesses would make replies depend on the load
+    (Gemma-3-270M Q4_K_M does; SmolLM2 does not), and it is `off`. Measured on copied
+    text, n-gram guessing ran 1.36x as fast with one client, and it does not guess where
+    batching already amortizes a step (README, Speculative decoding)."""
     max_draft: Annotated[int, Meta(ge=2, le=62)] = 62
     """Most guessed tokens one slot checks in one step (a draft that stands whole
     doubles the next, from 8 up to this). llama.cpp checks tokens more cheaply per token

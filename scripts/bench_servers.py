@@ -52,7 +52,8 @@ KNOWN_SERVERS = (
     "llama-server-ngram-simple",
     "llama-server-ngram-mod",
 )
-"""`ours-nospec`: ours with speculative decoding off; `ours-draft`: ours with the served
+"""`ours`: our defaults (`speculative.mode = auto`: n-gram guessing with the embedded
+model); `ours-nospec`: ours with speculative decoding off; `ours-draft`: ours with the served
 model as its own draft model (a correctness run: no smaller model of the same
 vocabulary is at hand); `llama-server-ngram-*`: llama-server
 with that `--spec-type` (n-gram speculation from the prompt and reply, its defaults)."""
@@ -165,7 +166,6 @@ def _command(name: str, spec: ServerSpec, port: int) -> list[str]:
             *("--model-path", str(spec.model), "--model-n-threads", threads),
             *("--model-n-ctx", str(spec.ctx_per_seq), *_ours_parallel(spec.slots)),
             *("--server-log-level", "warning"),
-            *(("--speculative-mode", "ngram") if name == "ours" else ()),
             *(("--speculative-mode", "off") if name == "ours-nospec" else ()),
             *(
                 ("--speculative-mode", "draft", "--model-draft-path", str(spec.model))

@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from app.engine.base import ChatPrompt, EngineState
 from app.engine.draft import DraftModel
 from app.engine.embedding import Embedder
@@ -33,6 +35,7 @@ from app.engine.grammar import grammar_for, grammar_for_structure
 from app.engine.jobs import JobHandle, JobQueue, JobRecord
 from app.engine.model import LoadedModel
 from app.engine.sampling import check_sampling
+from app.engine.shape_probe import logit_drift
 from app.engine.template import check_template_settings
 from app.engine.worker import DecodeLoop
 from config.loader import SettingsError
@@ -240,9 +243,8 @@ class BatchingEngine:
                 n_gpu_layers=self._settings.n_gpu_layers,
                 flash_attn_type=model.flash_attn_type,
             )
-        self._decoder = DecodeLoop(
-            model, self._queue, self._settings.n_batch, self._speculative, draft
-        )
+        speculative, why = self._resolve_speculation(model)
+        self._decoder = DecodeLoop(model, self._queue, self._settings.n_batch, speculative, draft)
         # Logged only now: while the model loads (verbose=False), llama-cpp-python points
         # the process's stdout and stderr at /dev/null, and a line logged then is lost.
         # The embedded fallback is a 135M demo model, so that case is a warning.
@@ -272,13 +274,33 @@ class BatchingEngine:
         )
         logger.info("llama.cpp system info: %s", model.system_info)
         logger.info("Attention: %s", model.attention.why)
-        spec = self._speculative
         logger.info(
-            "Speculative decoding: %s",
+            "Speculative decoding: %s (%s)",
             "off"
-            if spec.mode == "off"
-            else f"{spec.mode} (up to {spec.max_draft} guesses per slot and step"
-            + (f", from {self._settings.draft_path})" if spec.mode == "draft" else ")"),
+            if speculative.mode == "off"
+            else f"{speculative.mode}, up to {speculative.max_draft} guesses per slot and step"
+            + (f" from {self._settings.draft_path}" if speculative.mode == "draft" else ""),
+            why,
+        )
+
+    def _resolve_speculation(self, model: LoadedModel) -> tuple[SpeculativeSettings, str]:
+        """The speculative settings the decode loop runs with, and why. `auto` guesses
+        from n-grams unless the model's logits depend on the shape of the step that
+        computes them (`shape_probe`) while `model.batch_invariant` asks for replies
+        that do not depend on the load: guesses change step shapes with the load."""
+        spec = self._speculative
+        if spec.mode != "auto":
+            return spec, "as configured"
+        if not self._settings.batch_invariant:
+            return msgspec.structs.replace(spec, mode="ngram"), "auto; batch_invariant is off"
+        drift = logit_drift(model)
+        if drift == 0.0:
+            return msgspec.structs.replace(spec, mode="ngram"), (
+                "auto; a position's logits here do not depend on the step's shape"
+            )
+        return msgspec.structs.replace(spec, mode="off"), (
+            f"auto; a position's logits here moved by up to {drift:.2g} with the step's"
+            " shape, so guesses would make replies depend on the load (model.batch_invariant)"
         )
 
     def _work(self) -> None:

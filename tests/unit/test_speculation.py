@@ -6,17 +6,21 @@ import random
 
 import pytest
 
-from app.engine.speculation import FIRST_DRAFT, MIN_DRAFT, Drafter, NgramIndex
+from app.engine.speculation import FIRST_DRAFT, MAX_THRESHOLD, MIN_DRAFT, Drafter, NgramIndex
 
 
 def naive_follow(seq: list[int], n: int, count: int) -> list[int]:
-    """What followed the last earlier occurrence of the final n-gram, by a plain scan."""
+    """What followed the last earlier occurrence of the final n-gram, by a plain scan,
+    going on as the sequence would if it kept repeating from there."""
     if len(seq) < n or count <= 0:
         return []
     tail = seq[-n:]
     for end in range(len(seq) - 2, n - 2, -1):
         if seq[end - n + 1 : end + 1] == tail:
-            return seq[end + 1 : end + 1 + count]
+            extended = list(seq)
+            while len(extended) < len(seq) + count:
+                extended.append(extended[end + 1 + len(extended) - len(seq)])
+            return extended[len(seq) :]
     return []
 
 
@@ -31,9 +35,11 @@ def test_the_sequence_end_never_matches_itself() -> None:
     assert NgramIndex(3, []).follow(4) == []
 
 
-def test_a_proposal_stops_at_the_end_of_what_is_known() -> None:
+def test_a_recent_match_is_continued_as_a_repeating_stretch() -> None:
     index = NgramIndex(1, [4, 5, 4])
-    assert index.follow(10) == [5, 4]
+    assert index.follow(5) == [5, 4, 5, 4, 5]
+    loop = NgramIndex(2, [9, 1, 2, 3, 1, 2])  # "1 2" last ended 3 tokens back
+    assert loop.follow(7) == [3, 1, 2, 3, 1, 2, 3]
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -75,6 +81,14 @@ def test_guessing_stops_where_too_few_guesses_stand_for_their_cost() -> None:
         d.adapt(10, 7)  # 70% stand
     assert d.budget(room=100, threshold=0.5) > 0  # one slot: a guess costs half a token
     assert d.budget(room=100, threshold=0.9) == 0  # four slots: it costs 0.9 of one
+
+
+def test_no_slot_guesses_where_a_guess_costs_nearly_a_plain_token() -> None:
+    d = drafter([1, 2, 3])
+    for _ in range(5):
+        d.adapt(10, 10)  # every guess stood
+    assert d.budget(room=100, threshold=MAX_THRESHOLD) > 0
+    assert d.budget(room=100, threshold=MAX_THRESHOLD + 0.01) == 0
 
 
 def test_the_room_left_caps_a_draft() -> None:

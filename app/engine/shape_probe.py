@@ -1,0 +1,85 @@
+"""Does llama.cpp compute this model's logits the same whatever shape of step computes them?
+
+Speculative decoding only changes how many tokens a step yields if a position's logits
+are the same whether its step carries it alone, with guesses after it, or as part of
+a larger piece of prompt. With SmolLM2-135M Q4_1 they are, bit for bit. With
+Gemma-3-270M Q4_K_M they are not: on the 2-vCPU EPYC here, reading a 23-token prompt
+in two pieces moved the next position's logits by up to 0.8 for 12 of the 22 split
+points, with flash attention on or off, on 1 or 2 threads, and with llama.cpp's
+llamafile kernels compiled out (README, Speculative decoding).
+Such a model's greedy reply can then change with the drafts a load leads to. Which
+models and kernels do this depends on the weights' formats and on the CPU, so the
+engine asks the model at start-up, in a few decode calls on a free slot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import llama_cpp
+import numpy as np
+
+from app.engine.model import LoadedModel
+
+__all__ = ("logit_drift",)
+
+PROBE_TEXT = (
+    "The quick brown fox jumps over the lazy dog, and then it runs back across the "
+    "field to the old barn where the farmer keeps his tools and a cart."
+)
+PROBE_TOKENS = 24
+"""Short enough that every step shape here takes llama.cpp's paths for short contexts
+(the f16 cache's split past 512 cached tokens is documented apart)."""
+PIECES = ((PROBE_TOKENS - 1, 1), (PROBE_TOKENS - 4, 4), (7, PROBE_TOKENS - 7))
+"""How the probe's tokens are fed besides all at once: plain decoding (one new token a
+step), a step with guesses after its token, and a prompt read in two pieces."""
+
+
+def logit_drift(model: LoadedModel, seq: int = 0) -> float:
+    """The largest difference, over the vocabulary and the ways in `PIECES`, between
+    the last probe position's logits and those of the probe read in one step (0.0:
+    the model computes a position the same in every step shape tried). Uses slot
+    `seq`'s cache, which must be free, and leaves it empty."""
+    tokens = model.tokenize(PROBE_TEXT, add_bos=True)[:PROBE_TOKENS]
+    try:
+        reference = _last_logits(model, seq, [tokens])
+        drift = 0.0
+        for first, rest in PIECES:
+            cut = min(first, len(tokens) - 1)
+            if cut <= 0 or cut + rest > len(tokens):
+                continue
+            logits = _last_logits(model, seq, [tokens[:cut], tokens[cut:]])
+            drift = max(drift, float(np.abs(logits - reference).max()))
+        return drift
+    finally:
+        model.forget(seq)
+
+
+def _last_logits(model: LoadedModel, seq: int, steps: list[list[int]]) -> np.ndarray:
+    """Feed `steps` (consecutive pieces of one sequence) one decode call each and return
+    a copy of the last token's logits. One piece is read as the engine reads a prompt
+    (logits for its last token only); of several, the last piece has logits for every
+    token, as a step with guesses."""
+    model.forget(seq)
+    batch = llama_cpp.llama_batch_init(max(map(len, steps)), 0, 1)
+    try:
+        _feed(model, batch, seq, steps)
+    finally:
+        llama_cpp.llama_batch_free(batch)
+    row = llama_cpp.llama_get_logits_ith(model.ctx, len(steps[-1]) - 1)
+    return np.ctypeslib.as_array(row, shape=(model.n_vocab,)).copy()
+
+
+def _feed(model: LoadedModel, batch: Any, seq: int, steps: list[list[int]]) -> None:
+    pos = 0
+    for step, piece in enumerate(steps):
+        last = step == len(steps) - 1
+        batch.n_tokens = len(piece)
+        for i, token in enumerate(piece):
+            wanted = last and (len(steps) > 1 or i == len(piece) - 1)
+            batch.token[i], batch.pos[i], batch.logits[i] = token, pos + i, wanted
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq
+        if llama_cpp.llama_decode(model.ctx, batch) != 0:
+            raise RuntimeError("llama_decode failed while probing step shapes")
+        pos += len(piece)

@@ -1,0 +1,96 @@
+"""`speculative.mode = auto` (the default): n-gram guessing where the model computes a
+position the same whatever the step's shape, off where it does not while
+`model.batch_invariant` holds -- decided at start-up by probing the real model."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from app.engine.base import Finished
+from app.engine.batching import BatchingEngine
+from app.engine.model import LoadedModel
+from app.engine.shape_probe import logit_drift
+from config import ModelSettings, resolve_model
+from conversion.params import GenerationParams, SamplingParams
+from tests.conftest import TEST_THREADS
+
+PASSAGE = (
+    "Every morning the baker on Mill Street opens his shutters at six, sets out the rye "
+    "loaves on the left and the white ones on the right, and writes the day's price of "
+    "bread on a slate that hangs beside the door."
+)
+
+
+def settings(path: Path, **options: object) -> ModelSettings:
+    return ModelSettings(path=str(path), n_threads=TEST_THREADS, n_ctx=1024, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("second", [False, True], ids=["smollm2", "gemma"])
+def test_the_probe_finds_which_model_depends_on_the_step_shape(
+    model_path: Path, gemma_path: Path, second: bool
+) -> None:
+    path = gemma_path if second else model_path
+    options = {"chat_format": "gemma"} if second else {}
+    model = LoadedModel(str(path), settings(path, **options), TEST_THREADS)
+    try:
+        drift = logit_drift(model)
+        again = logit_drift(model)  # the probe leaves the slot as it found it
+    finally:
+        model.close()
+    assert drift == again
+    assert (drift > 0) is second  # Gemma-3-270M Q4_K_M: README, Speculative decoding
+
+
+async def _served(path: Path, caplog: pytest.LogCaptureFixture, **options: object) -> str:
+    """Start an engine with the default speculative settings; its start-up log line
+    about speculative decoding and, for SmolLM2, whether a copying reply guessed."""
+    logger = logging.getLogger("llm_service.engine")
+    logger.addHandler(caplog.handler)
+    model_settings = settings(path, **options)
+    engine = BatchingEngine(resolve_model(model_settings), model_settings, queue_size=1)
+    try:
+        with caplog.at_level(logging.INFO, logger="llm_service.engine"):
+            engine.start()
+            assert await asyncio.to_thread(engine.wait_loaded) == "ready"
+        [line] = {r.getMessage() for r in caplog.records if "Speculative" in r.getMessage()}
+        if "chat_format" in options:
+            return line
+        text = f"Repeat this text exactly, word for word:\n\n{PASSAGE}"
+        prompt = engine.tokenize_chat([{"role": "user", "content": text}]).tokens
+        sampling = SamplingParams(temperature=0, top_p=1, seed=None)
+        job = engine.submit(prompt, engine.check_params(GenerationParams(sampling, 80, ())))
+        last = [event async for event in job.events()][-1]
+        assert isinstance(last, Finished)
+        return f"{line} / guessed {last.draft_tokens}"
+    finally:
+        logger.removeHandler(caplog.handler)
+        await asyncio.to_thread(engine.close)
+
+
+async def test_auto_guesses_with_a_model_that_computes_any_step_alike(
+    model_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    line = await _served(model_path, caplog)
+    assert line.startswith("Speculative decoding: ngram, up to 62 guesses")
+    assert "do not depend on the step's shape" in line
+    assert int(line.rsplit(" ", 1)[1]) > 0
+
+
+async def test_auto_is_off_for_a_model_whose_logits_move_with_the_step_shape(
+    gemma_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    line = await _served(gemma_path, caplog, chat_format="gemma")
+    assert line.startswith("Speculative decoding: off (auto; a position's logits here moved")
+    assert "model.batch_invariant" in line
+
+
+async def test_auto_guesses_when_replies_may_depend_on_the_load_anyway(
+    gemma_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    line = await _served(gemma_path, caplog, chat_format="gemma", batch_invariant=False)
+    assert line.startswith("Speculative decoding: ngram")
+    assert "batch_invariant is off" in line
