@@ -192,15 +192,15 @@ class SpeculativeSettings(ConfigModel, frozen=True):
     logits depend on the shape of the step that computes them (probed at start-up) while
     `model.batch_invariant` holds: then guesses would make replies depend on the load
     (Gemma-3-270M Q4_K_M does; SmolLM2 does not), and it is `off`. Measured on copied
-    text, n-gram guessing ran 1.36x as fast with one client, and it does not guess where
-    batching already amortizes a step (README, Speculative decoding)."""
+    text, n-gram guessing ran 1.17x as fast with one client; free chat makes almost no
+    guesses, and no slot guesses where batching already makes a guess cost nearly a
+    plain token (README, Speculative decoding)."""
     max_draft: Annotated[int, Meta(ge=2, le=62)] = 62
     """Most guessed tokens one slot checks in one step (a draft that stands whole
     doubles the next, from 8 up to this). llama.cpp checks tokens more cheaply per token
     the more one step carries, so long drafts pay where text is copied (README). At
     most 62: from 64 query tokens of one sequence on, llama.cpp's CPU flash attention
-    over an f16 cache switches to a tiled kernel that rounds differently, and a greedy
-    Gemma-3 reply changed with guessing on."""
+    over an f16 cache switches to a tiled kernel that rounds differently."""
     ngram: Annotated[int, Meta(ge=1, le=32)] = 12
     """Tokens of the sequence's end that must recur earlier for a guess. Short n-grams
     (", and the") recur everywhere and point at the wrong place: measured on the edit

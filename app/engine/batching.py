@@ -293,7 +293,11 @@ class BatchingEngine:
             return spec, "as configured"
         if not self._settings.batch_invariant:
             return msgspec.structs.replace(spec, mode="ngram"), "auto; batch_invariant is off"
-        drift = logit_drift(model)
+        try:
+            drift = logit_drift(model)
+        except RuntimeError:
+            logger.exception("Probing how this model's logits depend on the step failed")
+            return msgspec.structs.replace(spec, mode="off"), "auto; the probe failed"
         if drift == 0.0:
             return msgspec.structs.replace(spec, mode="ngram"), (
                 "auto; a position's logits here do not depend on the step's shape"

@@ -6,10 +6,11 @@ a larger piece of prompt. With SmolLM2-135M Q4_1 they are, bit for bit. With
 Gemma-3-270M Q4_K_M they are not: on the 2-vCPU EPYC here, reading a 23-token prompt
 in two pieces moved the next position's logits by up to 0.8 for 12 of the 22 split
 points, with flash attention on or off, on 1 or 2 threads, and with llama.cpp's
-llamafile kernels compiled out (README, Speculative decoding).
-Such a model's greedy reply can then change with the drafts a load leads to. Which
-models and kernels do this depends on the weights' formats and on the CPU, so the
-engine asks the model at start-up, in a few decode calls on a free slot.
+llamafile kernels compiled out (README, Request fields). Such a model's greedy reply
+can then change with the drafts a load leads to. Which models do this cannot be told
+from their metadata (both use quantized weights and flash attention), and it may differ
+from CPU to CPU, so the engine asks the model at start-up: four decode calls of at most
+24 tokens on a free slot, about 0.3 s.
 """
 
 from __future__ import annotations
@@ -30,26 +31,27 @@ PROBE_TEXT = (
 PROBE_TOKENS = 24
 """Short enough that every step shape here takes llama.cpp's paths for short contexts
 (the f16 cache's split past 512 cached tokens is documented apart)."""
-PIECES = ((PROBE_TOKENS - 1, 1), (PROBE_TOKENS - 4, 4), (7, PROBE_TOKENS - 7))
-"""How the probe's tokens are fed besides all at once: plain decoding (one new token a
-step), a step with guesses after its token, and a prompt read in two pieces."""
+CUTS = (-1, -4, 7)
+"""Where the probe's tokens are cut in two besides being read at once: plain decoding
+(the last token a step of its own), a step with guesses after its token (the last 4),
+and a prompt read in two pieces (after 7)."""
 
 
 def logit_drift(model: LoadedModel, seq: int = 0) -> float:
-    """The largest difference, over the vocabulary and the ways in `PIECES`, between
-    the last probe position's logits and those of the probe read in one step (0.0:
-    the model computes a position the same in every step shape tried). Uses slot
-    `seq`'s cache, which must be free, and leaves it empty."""
-    tokens = model.tokenize(PROBE_TEXT, add_bos=True)[:PROBE_TOKENS]
+    """The largest difference, over the vocabulary and the `CUTS`, between the last
+    probe position's logits read in two steps and read in one (0.0: the model computes
+    a position the same in every step shape tried). Uses slot `seq`'s cache, which
+    must be free, and leaves it empty. Raises RuntimeError if a decode call fails."""
+    size = min(PROBE_TOKENS, model.n_batch, model.n_ctx_seq)
+    tokens = model.tokenize(PROBE_TEXT, add_bos=True)[:size]
     try:
         reference = _last_logits(model, seq, [tokens])
         drift = 0.0
-        for first, rest in PIECES:
-            cut = min(first, len(tokens) - 1)
-            if cut <= 0 or cut + rest > len(tokens):
-                continue
-            logits = _last_logits(model, seq, [tokens[:cut], tokens[cut:]])
-            drift = max(drift, float(np.abs(logits - reference).max()))
+        for cut in CUTS:
+            point = cut + len(tokens) if cut < 0 else cut
+            if 0 < point < len(tokens):
+                logits = _last_logits(model, seq, [tokens[:point], tokens[point:]])
+                drift = max(drift, float(np.abs(logits - reference).max()))
         return drift
     finally:
         model.forget(seq)

@@ -45,6 +45,14 @@ def test_the_probe_finds_which_model_depends_on_the_step_shape(
     assert (drift > 0) is second  # Gemma-3-270M Q4_K_M: README, Speculative decoding
 
 
+def test_the_probe_fits_a_batch_smaller_than_its_text(model_path: Path) -> None:
+    model = LoadedModel(str(model_path), settings(model_path, n_batch=8), TEST_THREADS)
+    try:
+        assert logit_drift(model) == 0.0
+    finally:
+        model.close()
+
+
 async def _served(path: Path, caplog: pytest.LogCaptureFixture, **options: object) -> str:
     """Start an engine with the default speculative settings; its start-up log line
     about speculative decoding and, for SmolLM2, whether a copying reply guessed."""
