@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import llama_cpp
 
+from app.engine.base import TextDelta
 from app.engine.jobs import Job
 from app.engine.speculation import Drafter
 from app.engine.thinking import Thinking
@@ -72,6 +73,8 @@ class Slot:
     """Tokens of the current job's thinking, once it has ended."""
     drafter: Drafter | None = None
     """Guesses of the next tokens, when speculative decoding is on."""
+    outbox: list[TextDelta] = field(default_factory=list)
+    """Text of the current step not yet handed to the client (see `DecodeLoop._send`)."""
 
     @property
     def prefilling(self) -> bool:
@@ -86,6 +89,7 @@ class Slot:
         self.thinking, self.think_sampler, self.reasoning_tokens = None, None, 0
         self.logits_index, self.drafter = -1, None
         self.pending.clear()
+        self.outbox.clear()
 
 
 COPY_WORTH = 16

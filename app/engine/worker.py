@@ -206,6 +206,8 @@ class DecodeLoop:
             if slot.logits_index >= 0:  # the prompt's end: the reply's first token
                 self._emit(slot, self._sample(slot))
                 slot.logits_index = -1
+        for slot in running:
+            self._flush(slot)
 
     def _drafts(self, decoding: list[Slot], spare: int) -> dict[int, list[int]]:
         """Each generating slot's guesses for this step, within its reply cap, its
@@ -300,7 +302,7 @@ class DecodeLoop:
         if slot.thinking is not None:
             piece = self._think(slot, piece)
         if piece and (text := assembler.feed(piece)):
-            job.put(TextDelta(text, tuple(slot.pending)))
+            self._send(slot, TextDelta(text, tuple(slot.pending)))
             slot.pending.clear()
         if assembler.stopped:
             self._finish(slot, "stop")
@@ -308,6 +310,25 @@ class DecodeLoop:
             self._finish(slot, "length")
         else:
             slot.next_token = token
+
+    def _send(self, slot: Slot, delta: TextDelta) -> None:
+        """Hold a delta for the client until the step ends (`_flush`), joined to the one
+        before it if both are answer or both thinking: the tokens of guesses that stood
+        reach the client as one event and one stream chunk, not one each, which on a
+        2-vCPU machine spread them out behind the decoding threads."""
+        box = slot.outbox
+        if box and box[-1].thinking == delta.thinking:
+            last = box[-1]
+            text, logprobs = last.text + delta.text, last.logprobs + delta.logprobs
+            box[-1] = TextDelta(text, logprobs, last.thinking)
+        else:
+            box.append(delta)
+
+    def _flush(self, slot: Slot) -> None:
+        if slot.job is not None:
+            for delta in slot.outbox:
+                slot.job.put(delta)
+        slot.outbox.clear()
 
     def _think(self, slot: Slot, piece: bytes) -> bytes:
         """A token of a reply that is (or may be) thinking: send the thinking text;
@@ -317,7 +338,7 @@ class DecodeLoop:
         assert job is not None
         text, answer = thinking.feed(piece)
         if text:
-            job.put(TextDelta(text, tuple(slot.pending), thinking=True))
+            self._send(slot, TextDelta(text, tuple(slot.pending), thinking=True))
             slot.pending.clear()
         if answer is None:
             return b""
@@ -333,13 +354,13 @@ class DecodeLoop:
             assembler.feed(thinking.finish().encode())  # it never opened: answer text
         elif thinking is not None:  # cut off while thinking: what was thought is sent
             if tail := thinking.finish():
-                job.put(TextDelta(tail, tuple(slot.pending), thinking=True))
+                self._send(slot, TextDelta(tail, tuple(slot.pending), thinking=True))
                 slot.pending.clear()
             slot.reasoning_tokens = thinking.tokens
         # Held log-probabilities go with the held text; with no text they belong to
         # the start of a character the cap cut off (or to a stop string): dropped too.
         if tail := assembler.finish():
-            job.put(TextDelta(tail, tuple(slot.pending)))
+            self._send(slot, TextDelta(tail, tuple(slot.pending)))
         drafter = slot.drafter
         finished = Finished(
             reason,
@@ -365,6 +386,7 @@ class DecodeLoop:
         record = JobRecord(
             outcome, len(job.prompt), slot.reused, evaluated, job.completion_tokens, after_cancel
         )
+        self._flush(slot)  # the text before the end
         slot.release()
         self._queue.finish(job, record)
         if last is not None:

@@ -156,6 +156,28 @@ async def test_log_probabilities_are_those_of_one_token_per_step(
         assert [t.piece for t in guessed.top] == [t.piece for t in stepped.top]
 
 
+async def test_the_tokens_of_guesses_that_stood_reach_the_client_together(
+    engines: dict[str, BatchingEngine],
+) -> None:
+    """One event per step, not per token: the text and log-probabilities of a step's
+    guesses that stood arrive as one delta (one stream chunk)."""
+    counts = {}
+    for mode in ("ngram", "off"):
+        engine = engines[mode]
+        prompt = engine.tokenize_chat([{"role": "user", "content": EDIT}]).tokens
+        job = engine.submit(prompt, engine.check_params(params(80, logprobs=0)))
+        events = [event async for event in job.events()]
+        *deltas, end = events
+        assert isinstance(end, Finished)
+        assert all(isinstance(d, TextDelta) for d in deltas)
+        assert sum(len(d.logprobs) for d in deltas) == end.completion_tokens
+        counts[mode] = (len(deltas), end.completion_tokens - end.accepted_draft_tokens)
+    (spec_deltas, spec_steps), (plain_deltas, plain_steps) = counts["ngram"], counts["off"]
+    assert plain_deltas >= plain_steps - 2  # about a token each (held UTF-8 aside)
+    assert spec_steps < plain_steps / 3
+    assert spec_deltas < plain_deltas / 3
+
+
 @MODES
 async def test_a_grammar_rejects_guesses_it_forbids(
     engines: dict[str, BatchingEngine], mode: str
