@@ -11,8 +11,10 @@ steps (`budget`), so that it keeps most of its speed alone while the running str
 slow down evenly instead of freezing for seconds. Alone, a prompt is read `n_batch`
 tokens at a time.
 
-Tokens reach the event loop via `Job.put` (`call_soon_threadsafe`). A cancelled
-request (client gone) or one past its deadline leaves its slot at the next step.
+Text reaches the event loop via `Job.put` (`call_soon_threadsafe`), once per slot and
+step, whatever the step yielded (several tokens where speculative guesses stood). A
+cancelled request (client gone) or one past its deadline leaves its slot at the next
+step.
 
 Everything here runs on the worker thread only, so the slots, the batch, the prompt
 budget and the clock need no lock; the event loop only reads `active()`.
