@@ -66,7 +66,7 @@ class DecodeLoop:
         """`n_batch` is the configured one, which caps the prompt budget (the model's
         own `n_batch` may be raised to hold a token of every slot). `draft`, the draft
         model of `speculative.mode = "draft"`, is the loop's to free."""
-        self._speculative = speculative if speculative is not None else SpeculativeSettings()
+        self._speculative = speculative or SpeculativeSettings(mode="off")  # resolved
         self._draft = draft
         self._model = model
         self._queue = queue
@@ -353,7 +353,10 @@ class DecodeLoop:
         assert assembler is not None
         thinking = slot.thinking
         if thinking is not None and thinking.phase == "undecided":
-            assembler.feed(thinking.finish().encode())  # it never opened: answer text
+            # it never opened: what it held back (a prefix of the start marker) is answer
+            if text := assembler.feed(thinking.finish().encode()):
+                self._send(slot, TextDelta(text, tuple(slot.pending)))
+                slot.pending.clear()
         elif thinking is not None:  # cut off while thinking: what was thought is sent
             if tail := thinking.finish():
                 self._send(slot, TextDelta(tail, tuple(slot.pending), thinking=True))

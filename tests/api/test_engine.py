@@ -197,3 +197,18 @@ async def test_a_reply_that_does_not_open_its_thinking_is_all_answer(
     thought, said, last = await phases(engine, prompt, thinking(".", "<think>", max_tokens=12))
     assert (thought, said) == ("", plain)
     assert last.reasoning_tokens == 0
+
+
+async def test_a_reply_that_ends_while_it_could_still_open_its_thinking_keeps_that_text(
+    engine: BatchingEngine,
+) -> None:
+    """The reply reaches its cap while what it wrote is still a prefix of the thinking's
+    start marker: the thinking never opened, so that text is the answer."""
+    prompt = chat(engine, "Tell me about the sea.")
+    _, first, _ = await phases(engine, prompt, greedy(1))
+    assert first.strip()
+    start = first.strip() + " \u2603 thinks"
+    thought, said, last = await phases(engine, prompt, thinking("</t>", start, max_tokens=1))
+    assert (thought, said) == ("", first)
+    assert last.finish_reason == "length"
+    assert last.reasoning_tokens == 0

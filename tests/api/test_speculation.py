@@ -174,8 +174,8 @@ async def test_the_tokens_of_guesses_that_stood_reach_the_client_together(
         counts[mode] = (len(deltas), end.completion_tokens - end.accepted_draft_tokens)
     (spec_deltas, spec_steps), (plain_deltas, plain_steps) = counts["ngram"], counts["off"]
     assert plain_deltas >= plain_steps - 2  # about a token each (held UTF-8 aside)
-    assert spec_steps < plain_steps / 3
-    assert spec_deltas < plain_deltas / 3
+    assert spec_steps < plain_steps / 2
+    assert spec_deltas < plain_deltas / 2
 
 
 @MODES

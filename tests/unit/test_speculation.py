@@ -6,7 +6,14 @@ import random
 
 import pytest
 
-from app.engine.speculation import FIRST_DRAFT, MAX_THRESHOLD, MIN_DRAFT, Drafter, NgramIndex
+from app.engine.speculation import (
+    FIRST_DRAFT,
+    MAX_THRESHOLD,
+    MIN_DRAFT,
+    RETRY_AFTER,
+    Drafter,
+    NgramIndex,
+)
 
 
 def naive_follow(seq: list[int], n: int, count: int) -> list[int]:
@@ -89,6 +96,17 @@ def test_no_slot_guesses_where_a_guess_costs_nearly_a_plain_token() -> None:
         d.adapt(10, 10)  # every guess stood
     assert d.budget(room=100, threshold=MAX_THRESHOLD) > 0
     assert d.budget(room=100, threshold=MAX_THRESHOLD + 0.01) == 0
+
+
+def test_a_slot_kept_from_guessing_by_their_cost_tries_a_small_draft_now_and_then() -> None:
+    """The cost of a guess is measured only on steps with guesses: one measured high
+    must not stop guessing for good."""
+    d = drafter([1, 2, 3])
+    for _ in range(5):
+        d.adapt(10, 10)
+    sizes = [d.budget(room=100, threshold=0.9) for _ in range(2 * RETRY_AFTER)]
+    assert sizes.count(0) == len(sizes) - 2
+    assert sizes[RETRY_AFTER - 1] == sizes[2 * RETRY_AFTER - 1] == FIRST_DRAFT
 
 
 def test_the_room_left_caps_a_draft() -> None:
