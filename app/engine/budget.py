@@ -62,21 +62,16 @@ class PromptBudget:
         if guesses:
             base = self.decode_steps.get(decode_tokens)
             if prompt_tokens == 0 and base is not None:
-                added = max(seconds - base, 0.0) / guesses
-                known = self.per_guess
-                self.per_guess = added if known is None else 0.8 * known + 0.2 * added
+                self.per_guess = _running_mean(self.per_guess, max(seconds - base, 0.0) / guesses)
             return
         if prompt_tokens == 0:
             known = self.decode_steps.get(decode_tokens)
-            self.decode_steps[decode_tokens] = (
-                seconds if known is None else 0.8 * known + 0.2 * seconds
-            )
+            self.decode_steps[decode_tokens] = _running_mean(known, seconds)
             return
         base = self.decode_steps.get(decode_tokens)
         if not decode_tokens or base is None or prompt_tokens < _MIN_SAMPLE:
             return  # alone, decode cost unknown yet, or a tiny piece of mostly fixed costs
-        added = max(seconds - base, 0.0) / prompt_tokens
-        self.per_token = added if self.per_token is None else 0.8 * self.per_token + 0.2 * added
+        self.per_token = _running_mean(self.per_token, max(seconds - base, 0.0) / prompt_tokens)
 
     def guess_threshold(self, decoding: int, default: float) -> float:
         """The chance of standing a speculative guess needs to be worth its cost in a
@@ -89,3 +84,9 @@ class PromptBudget:
         if per_guess is None or t0 is None or t0 <= 0:
             return default
         return min(1.0, per_guess * decoding / t0)
+
+
+def _running_mean(known: float | None, sample: float) -> float:
+    """The running means here: a new sample weighs 0.2, so a few steps follow a change
+    (a longer context, a busier machine) while one odd step does not."""
+    return sample if known is None else 0.8 * known + 0.2 * sample

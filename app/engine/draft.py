@@ -15,14 +15,13 @@ why the vocabularies must match exactly: a guess is a token id of the target's.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 from pathlib import Path
 
 import llama_cpp
-import numpy as np
 from llama_cpp._internals import LlamaModel
 
+from app.engine.batch import logits_row, set_token
 from app.engine.slots import common_prefix
 
 __all__ = ("DraftModel", "DraftModelError")
@@ -169,8 +168,7 @@ class DraftModel:
         batch, rows = self._batch, {}
         batch.n_tokens = len(entries)
         for i, (seq, token, pos, logits) in enumerate(entries):
-            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, pos, 1
-            batch.seq_id[i][0], batch.logits[i] = seq, logits
+            set_token(batch, i, token, pos, seq, logits)
             if logits:
                 rows[seq] = i
         status = llama_cpp.llama_decode(self.ctx, batch)
@@ -185,11 +183,8 @@ class DraftModel:
             seen.clear()
 
     def _greedy(self, row: int) -> int:
-        logits = llama_cpp.llama_get_logits_ith(self.ctx, row)
-        array = np.ctypeslib.as_array(
-            ctypes.cast(logits, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,)
-        )
-        return int(array.argmax())
+        assert self.ctx is not None  # drafting only runs between load and close
+        return int(logits_row(self.ctx, row, self.n_vocab).argmax())
 
     def close(self) -> None:
         if getattr(self, "_batch", None) is not None:

@@ -29,6 +29,7 @@ from typing import Any
 import llama_cpp
 import numpy as np
 
+from app.engine.batch import set_token
 from app.engine.model import _KV_TYPE, LoadedModel
 from config.settings import ModelSettings
 from conversion.embeddings import input_param
@@ -155,10 +156,8 @@ class Embedder:
                 raise EmbeddingCancelledError
             piece = tokens[start : start + self._n_batch]
             batch.n_tokens = len(piece)
-            for offset, token in enumerate(piece):
-                batch.token[offset], batch.pos[offset] = token, start + offset
-                batch.n_seq_id[offset], batch.logits[offset] = 1, True  # every state out
-                batch.seq_id[offset][0] = 0
+            for offset, token in enumerate(piece):  # every state out
+                set_token(batch, offset, token, start + offset, 0, True)
             status = llama_cpp.llama_decode(ctx, batch)
             states = llama_cpp.llama_get_embeddings(ctx)
             if status != 0 or not states:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import llama_cpp
 import numpy as np
 
+from app.engine.batch import logits_row
 from conversion.logprobs import Alternative, TokenLogprob
 
 __all__ = ("token_logprob",)
@@ -28,7 +29,7 @@ def token_logprob(
 ) -> TokenLogprob:
     """`token`'s entry from the logits at batch position `index` (valid until the
     next decode), with the `top` most likely tokens, most likely first."""
-    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, index), shape=(n_vocab,))
+    logits = logits_row(ctx, index, n_vocab)
     peak = float(logits.max())
     log_total = peak + float(np.log(np.exp(logits - peak, dtype=np.float64).sum()))
     alternatives: tuple[Alternative, ...] = ()

@@ -20,6 +20,7 @@ from typing import Any
 import llama_cpp
 import numpy as np
 
+from app.engine.batch import logits_row, set_token
 from app.engine.model import LoadedModel
 
 __all__ = ("logit_drift",)
@@ -45,44 +46,35 @@ def logit_drift(model: LoadedModel, seq: int = 0) -> float:
     must be free, and leaves it empty. Raises RuntimeError if a decode call fails."""
     size = min(PROBE_TOKENS, model.n_batch, model.n_ctx_seq)
     tokens = model.tokenize(PROBE_TEXT, add_bos=True)[:size]
+    batch = llama_cpp.llama_batch_init(len(tokens), 0, 1)
     try:
-        reference = _last_logits(model, seq, [tokens])
+        reference = _last_logits(model, batch, seq, [tokens])
         drift = 0.0
         for cut in CUTS:
             point = cut + len(tokens) if cut < 0 else cut
             if 0 < point < len(tokens):
-                logits = _last_logits(model, seq, [tokens[:point], tokens[point:]])
+                logits = _last_logits(model, batch, seq, [tokens[:point], tokens[point:]])
                 drift = max(drift, float(np.abs(logits - reference).max()))
         return drift
     finally:
         model.forget(seq)
-
-
-def _last_logits(model: LoadedModel, seq: int, steps: list[list[int]]) -> np.ndarray:
-    """Feed `steps` (consecutive pieces of one sequence) one decode call each and return
-    a copy of the last token's logits. One piece is read as the engine reads a prompt
-    (logits for its last token only); of several, the last piece has logits for every
-    token, as a step with guesses."""
-    model.forget(seq)
-    batch = llama_cpp.llama_batch_init(max(map(len, steps)), 0, 1)
-    try:
-        _feed(model, batch, seq, steps)
-    finally:
         llama_cpp.llama_batch_free(batch)
-    row = llama_cpp.llama_get_logits_ith(model.ctx, len(steps[-1]) - 1)
-    return np.ctypeslib.as_array(row, shape=(model.n_vocab,)).copy()
 
 
-def _feed(model: LoadedModel, batch: Any, seq: int, steps: list[list[int]]) -> None:
+def _last_logits(model: LoadedModel, batch: Any, seq: int, steps: list[list[int]]) -> np.ndarray:
+    """Feed `steps` (consecutive pieces of one sequence, each at most the batch's size)
+    one decode call each and return a copy of the last token's logits. One piece is
+    read as the engine reads a prompt (logits for its last token only); of several, the
+    last piece has logits for every token, as a step with guesses."""
+    model.forget(seq)
     pos = 0
     for step, piece in enumerate(steps):
         last = step == len(steps) - 1
         batch.n_tokens = len(piece)
         for i, token in enumerate(piece):
             wanted = last and (len(steps) > 1 or i == len(piece) - 1)
-            batch.token[i], batch.pos[i], batch.logits[i] = token, pos + i, wanted
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = seq
+            set_token(batch, i, token, pos + i, seq, wanted)
         if llama_cpp.llama_decode(model.ctx, batch) != 0:
             raise RuntimeError("llama_decode failed while probing step shapes")
         pos += len(piece)
+    return logits_row(model.ctx, len(steps[-1]) - 1, model.n_vocab).copy()

@@ -30,6 +30,7 @@ from typing import Literal
 import llama_cpp
 
 from app.engine.base import Finished, TextDelta
+from app.engine.batch import set_token
 from app.engine.budget import PromptBudget
 from app.engine.draft import DraftModel
 from app.engine.jobs import JobQueue, JobRecord
@@ -137,11 +138,9 @@ class DecodeLoop:
                 slot.drafter = Drafter.for_prompt(job.prompt, spec.ngram, spec.max_draft)
 
     def _add(self, token: int, pos: int, seq: int, logits: bool) -> int:
-        batch, i = self._batch, int(self._batch.n_tokens)
-        batch.token[i], batch.pos[i], batch.logits[i] = token, pos, logits
-        batch.n_seq_id[i] = 1
-        batch.seq_id[i][0] = seq
-        batch.n_tokens = i + 1
+        i = int(self._batch.n_tokens)
+        set_token(self._batch, i, token, pos, seq, logits)
+        self._batch.n_tokens = i + 1
         return i
 
     def _step(self) -> None:
@@ -304,8 +303,7 @@ class DecodeLoop:
         if slot.thinking is not None:
             piece = self._think(slot, piece)
         if piece and (text := assembler.feed(piece)):
-            self._send(slot, TextDelta(text, tuple(slot.pending)))
-            slot.pending.clear()
+            self._send(slot, text)
         if assembler.stopped:
             self._finish(slot, "stop")
         elif job.completion_tokens >= slot.limit:
@@ -313,11 +311,14 @@ class DecodeLoop:
         else:
             slot.next_token = token
 
-    def _send(self, slot: Slot, delta: TextDelta) -> None:
-        """Hold a delta for the client until the step ends (`_flush`), joined to the one
-        before it if both are answer or both thinking: the tokens of guesses that stood
-        reach the client as one event and one stream chunk, not one each, which on a
-        2-vCPU machine spread them out behind the decoding threads."""
+    def _send(self, slot: Slot, text: str, thinking: bool = False) -> None:
+        """Hold `text`, with the log-probabilities of the tokens behind it, for the
+        client until the step ends (`_flush`), joined to the delta before it if both are
+        answer or both thinking: the tokens of guesses that stood reach the client as
+        one event and one stream chunk, not one each, which on a 2-vCPU machine spread
+        them out behind the decoding threads."""
+        delta = TextDelta(text, tuple(slot.pending), thinking)
+        slot.pending.clear()
         box = slot.outbox
         if box and box[-1].thinking == delta.thinking:
             last = box[-1]
@@ -340,8 +341,7 @@ class DecodeLoop:
         assert job is not None
         text, answer = thinking.feed(piece)
         if text:
-            self._send(slot, TextDelta(text, tuple(slot.pending), thinking=True))
-            slot.pending.clear()
+            self._send(slot, text, thinking=True)
         if answer is None:
             return b""
         slot.reasoning_tokens, slot.thinking = thinking.tokens, None  # the answer begins
@@ -355,17 +355,15 @@ class DecodeLoop:
         if thinking is not None and thinking.phase == "undecided":
             # it never opened: what it held back (a prefix of the start marker) is answer
             if text := assembler.feed(thinking.finish().encode()):
-                self._send(slot, TextDelta(text, tuple(slot.pending)))
-                slot.pending.clear()
+                self._send(slot, text)
         elif thinking is not None:  # cut off while thinking: what was thought is sent
             if tail := thinking.finish():
-                self._send(slot, TextDelta(tail, tuple(slot.pending), thinking=True))
-                slot.pending.clear()
+                self._send(slot, tail, thinking=True)
             slot.reasoning_tokens = thinking.tokens
         # Held log-probabilities go with the held text; with no text they belong to
         # the start of a character the cap cut off (or to a stop string): dropped too.
         if tail := assembler.finish():
-            self._send(slot, TextDelta(tail, tuple(slot.pending)))
+            self._send(slot, tail)
         drafter = slot.drafter
         finished = Finished(
             reason,
