@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from app.engine.base import Engine, Finished, GenerationEvent, TextDelta
+from app.engine.base import Engine
+from conversion.generation import Finished, GenerationEvent, TextDelta
 
 __all__ = ("Metrics", "RequestStats", "observe")
 

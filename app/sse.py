@@ -39,8 +39,10 @@ def event(payload: Any) -> bytes:
     return b"data: " + _encoder.encode(payload) + b"\n\n"
 
 
-def typed_event(kind: str, payload: Any) -> bytes:
-    """An event with an `event:` line too, as the Responses and Anthropic APIs send them."""
+def typed_event(payload: msgspec.Struct) -> bytes:
+    """A tagged Struct as an event whose `event:` line is its tag (its `type`), as the
+    Responses and Anthropic APIs send them."""
+    kind = str(type(payload).__struct_config__.tag)
     return b"event: " + kind.encode() + b"\ndata: " + _encoder.encode(payload) + b"\n\n"
 
 

@@ -154,15 +154,18 @@ class ResponseStore:
             db.execute("DELETE FROM responses WHERE id = ?", (row_id,))
             dropped += size
 
-    def delete(self, response_id: str) -> bool:
-        if not self.enabled:
-            return False
-        with self._transaction(write=True) as db:
-            gone = db.execute(
-                "DELETE FROM responses WHERE id = ? AND created_at >= ?",
-                (response_id, self._oldest_kept()),
-            )
-            return gone.rowcount > 0
+    def delete(self, response_id: str) -> None:
+        """Delete a stored response (its items go with it); the 404 OpenAI answers for
+        an unknown id, as `require` does."""
+        gone = 0
+        if self.enabled:
+            with self._transaction(write=True) as db:
+                gone = db.execute(
+                    "DELETE FROM responses WHERE id = ? AND created_at >= ?",
+                    (response_id, self._oldest_kept()),
+                ).rowcount
+        if not gone:
+            raise _not_found(response_id)
 
     # --- reading --------------------------------------------------------------------
 
@@ -180,7 +183,7 @@ class ResponseStore:
         """`get`, or the 404 OpenAI answers for an unknown id."""
         found = self.get(response_id)
         if found is None:
-            raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
+            raise _not_found(response_id)
         return found
 
     def item(self, item_id: str) -> dict[str, Any] | None:
@@ -252,3 +255,7 @@ class ResponseStore:
                 raise InvalidRequestError(f"No input item has the id '{after}'.", param="after")
             items = items[ids.index(after) + 1 :]
         return items[:limit], len(items) > limit
+
+
+def _not_found(response_id: str) -> NotFoundError:
+    return NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")

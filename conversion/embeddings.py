@@ -7,8 +7,9 @@ is all of one kind. Token arrays are used as sent (no begin-of-text token is add
 as OpenAI does; strings are tokenized like a prompt.
 
 Errors name `input` when the request has one input and `input[i]` when it has
-several (`input_param`), also for what only the engine can check (token ids beyond
-the vocabulary, inputs longer than the context), so a client sees which one to fix.
+several (`conversion.inputs.item_param`), also for what only the engine can check
+(token ids beyond the vocabulary, inputs longer than the context), so a client sees
+which one to fix.
 
 `base64` is what the openai SDK asks for when its caller sets no format: the
 little-endian float32 bytes of the vector, which the SDK decodes back to floats.
@@ -24,7 +25,7 @@ from typing import Annotated, Literal
 from msgspec import Meta
 
 from conversion.errors import InvalidRequestError
-from conversion.inputs import TextOrTokens, TextsOrTokens, item_param, texts_or_token_lists
+from conversion.inputs import TextOrTokens, TextsOrTokens, texts_or_token_lists
 from conversion.wire import WireRequest, WireResponse
 
 __all__ = (
@@ -39,7 +40,6 @@ __all__ = (
     "check_request_tokens",
     "embedding_list",
     "encode_embedding",
-    "input_param",
     "split_input",
 )
 
@@ -79,11 +79,6 @@ class EmbeddingList(WireResponse, kw_only=True):
     data: list[Embedding]
     model: str
     usage: EmbeddingUsage
-
-
-def input_param(index: int, count: int) -> str:
-    """The `param` an error about input `index` of `count` inputs names."""
-    return item_param("input", index, count)
 
 
 def split_input(value: TextsOrTokens) -> list[EmbeddingInput]:

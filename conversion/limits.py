@@ -11,7 +11,7 @@ import dataclasses
 
 from config.settings import LimitSettings
 from conversion.errors import InvalidRequestError
-from conversion.params import GenerationParams
+from conversion.generation import GenerationParams
 
 __all__ = (
     "apply_limits",
@@ -24,7 +24,7 @@ __all__ = (
 
 def apply_limits(params: GenerationParams, limits: LimitSettings) -> GenerationParams:
     """The time limit, and the `max_tokens` ceiling for requests that set no cap (the
-    explicit caps above it were refused by `check_limits`)."""
+    explicit caps above it were refused by each protocol's `check_max_tokens`)."""
     max_tokens = params.max_tokens
     if limits.max_tokens is not None and (max_tokens is None or max_tokens > limits.max_tokens):
         max_tokens = limits.max_tokens

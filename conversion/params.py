@@ -1,7 +1,8 @@
-"""What one generation needs from any protocol: sampling, a token cap, stop strings.
+"""Helpers the protocols share when they map a request onto `GenerationParams`.
 
-Each protocol maps its own request onto `GenerationParams` (`conversion.chat.requests`,
-`conversion.completions.mapping`, `conversion.responses.requests`); the helpers here are
+Each protocol maps its own request onto the engine's `GenerationParams`
+(`conversion.generation`): `conversion.chat.requests`, `conversion.completions.mapping`,
+`conversion.responses.requests`, `conversion.anthropic.requests`; the helpers here are
 the parts they share. A field is either honoured, accepted and documented as ignored,
 or rejected with a 400 naming it. Defaults: the request's value, else the server's
 configured default, else OpenAI's.
@@ -11,69 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from config.settings import SamplingDefaults
 from conversion.errors import ContextLengthExceededError, InvalidRequestError
-from conversion.structure import Structure
+from conversion.generation import GenerationParams, SamplingParams
 
 __all__ = (
-    "GenerationParams",
-    "SamplingParams",
-    "ThinkingPlan",
     "check_context_length",
     "per_choice",
     "sampling_params",
     "stop_strings",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class SamplingParams:
-    temperature: float
-    """0 means greedy decoding."""
-    top_p: float
-    seed: int | None
-    """None: the engine draws a fresh random seed."""
-    logit_bias: tuple[tuple[int, float], ...] = ()
-    """(token id, bias added to its logit); a bias of -100 bans the token."""
-    top_k: int | None = None
-    """Sample among the k likeliest tokens only (Anthropic's `top_k`); None: all."""
-
-
-@dataclass(frozen=True, slots=True)
-class ThinkingPlan:
-    """How a reasoning model's reply starts: inside its thinking (`start` None: the
-    prompt opened it), or free to open it with `start` first. Until the thinking ends
-    with `end`, stop strings are not looked for and a grammar is not applied: they
-    are meant for the answer (a `json_schema` reply is JSON after the thinking)."""
-
-    end: str
-    start: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class GenerationParams:
-    sampling: SamplingParams
-    max_tokens: int | None
-    """Completion cap; None = until the model stops or the context is full."""
-    stop: tuple[str, ...]
-    time_limit: float | None = None
-    """Seconds the request may take, queueing included; then it ends as `length`."""
-    json_schema: dict[str, Any] | None = None
-    """Constrain the reply to JSON matching this schema."""
-    structure: Structure | None = None
-    """The shape the reply must take (a forced call in the model's syntax, or
-    `json_schema` after the family's answer prefix); wins over `json_schema`."""
-    grammar: str | None = None
-    """The GBNF grammar the engine built from `structure` or `json_schema`."""
-    schema_param: str = "response_format.json_schema.schema"
-    """The request field `json_schema` came from, named by errors about it."""
-    logprobs: int | None = None
-    """Report each token's log-probability with this many alternatives; None: don't."""
-    thinking: ThinkingPlan | None = None
-    """The reply may hold thinking before the answer (a reasoning model); None: no."""
 
 
 class _SamplingFields(Protocol):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from conversion.logprobs import TokenLogprob
+from conversion.generation import TokenLogprob
 from conversion.tools import ParsedCall
 from conversion.usage import UsagePart
 

@@ -1,9 +1,11 @@
 """Wire shapes of the `/tokenize` and `/detokenize` helpers (outside /v1).
 
 They let a client count tokens before sending. `/tokenize` takes raw `content`, or chat
-`messages`, which it renders with the model's chat template exactly as a chat
-completion would, so its count equals that request's `usage.prompt_tokens`. The field
-names follow llama.cpp's server (`content`, `tokens`, `add_special`).
+`messages` with any other field of a chat completion request (`tools`, `tool_choice`,
+`reasoning_effort`, `chat_template_kwargs`, `response_format`, ...): those are mapped
+by the chat request's own mapping (`conversion.chat.requests.to_turn`) and rendered as
+that request would be, so the count equals its `usage.prompt_tokens`. The field names
+follow llama.cpp's server (`content`, `tokens`, `add_special`).
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from typing import Annotated
 
 from msgspec import UNSET, Meta, UnsetType
 
-from conversion.chat.wire import Message
+from conversion.chat.wire import ChatRequestFields, Message
 from conversion.wire import WireRequest, WireResponse
 
 __all__ = ("DetokenizeRequest", "DetokenizeResponse", "TokenizeRequest", "TokenizeResponse")
 
 
-class TokenizeRequest(WireRequest, kw_only=True):
+class TokenizeRequest(ChatRequestFields, kw_only=True):
+    """Exactly one of `content` and `messages`; the chat fields count with `messages`."""
+
     content: str | UnsetType = UNSET
     messages: Annotated[list[Message], Meta(min_length=1)] | UnsetType = UNSET
     add_special: bool = False

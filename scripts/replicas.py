@@ -77,6 +77,12 @@ class Replica:
 
     def start(self, timeout: float = 120) -> None:
         """Start the process; return once /health says the model is loaded."""
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (`wait_ready`): replicas that load
+        at the same time are ready sooner than one after another."""
         self.logs.mkdir(parents=True, exist_ok=True)
         self._log = (self.logs / f"{self.name}.log").open("ab")  # closed on exit
         self.proc = subprocess.Popen(
@@ -86,6 +92,8 @@ class Replica:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+
+    def wait_ready(self, timeout: float = 120) -> None:
         wait_until(self.healthy, f"{self.name} to load its model", timeout)
 
     def healthy(self) -> bool:
@@ -232,7 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     proxy = Proxy(replicas, args.slots, logs, port=args.port)
     try:
         for replica in replicas:
-            replica.start()
+            replica.launch()
+        for replica in replicas:
+            replica.wait_ready()
             print(f"{replica.name}: http://{replica.address}", flush=True)
         proxy.start()
         print(f"proxy: {proxy.base_url}  (stats: http://127.0.0.1:{proxy.stats_port}/stats)")

@@ -1,17 +1,28 @@
-"""Shared fixtures: the real embedded model and settings that use it."""
+"""Shared fixtures: the real embedded model, settings that use it, and a pool of engines.
+
+Loading a model and probing it takes about a second; most tests only need an app in
+front of a ready engine. The pool (`engine_pool`) keeps one engine per engine
+configuration for the whole session and lends it to every app built with that
+configuration (`SharedEngine`): apps, their keys, limits, stores and metrics are still
+new for each test. Tests of the engine's own life (loading, draining, a worker that
+dies) build their own.
+"""
 
 from __future__ import annotations
 
 import sys
 import tempfile
-from collections.abc import Generator
+import time
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
+from app.engine.batching import BatchingEngine
 from config import ModelSettings, Settings
-from config.model_source import embedded_model_path
+from config.model_source import embedded_model_path, resolve_model
 from config.settings import (
     LimitSettings,
     ResponseStoreSettings,
@@ -91,3 +102,69 @@ def make_settings(
         responses=ResponseStoreSettings(**{"dir": _STORE_DIR, **(responses or {})}),  # type: ignore[arg-type]
         speculative=SpeculativeSettings(**(speculative or {})),  # type: ignore[arg-type]
     )
+
+
+IDLE_TIMEOUT = 30.0
+"""Seconds a test's app may take, once it stops, to let its shared engine go idle."""
+
+
+class SharedEngine:
+    """An engine of the pool, lent to one app. The app's lifespan starts and closes its
+    engine; a loan's `start` does nothing (the pool started it) and its `close` waits
+    until the engine is idle again, so no generation of one test runs into the next.
+    Everything else is the engine's own."""
+
+    def __init__(self, engine: BatchingEngine) -> None:
+        self.engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+    def start(self) -> None:
+        pass
+
+    def drain(self, grace: float) -> None:
+        raise AssertionError("a shared engine is never drained: give the test its own")
+
+    def close(self) -> None:
+        deadline = time.monotonic() + IDLE_TIMEOUT
+        while self.engine.active() or self.engine.queue_depth():
+            if time.monotonic() > deadline:
+                raise AssertionError("a generation outlived its test's app")
+            time.sleep(0.01)
+
+
+class EnginePool:
+    """One started engine per engine configuration (model settings, queue size,
+    speculative settings), for the session."""
+
+    def __init__(self) -> None:
+        self._engines: dict[bytes, BatchingEngine] = {}
+
+    def lend(self, settings: Settings) -> SharedEngine:
+        key = msgspec.json.encode(
+            [settings.model, settings.server.queue_size, settings.speculative]
+        )
+        engine = self._engines.get(key)
+        if engine is None or engine.state in ("failed", "closed"):
+            engine = BatchingEngine(
+                resolve_model(settings.model),
+                settings.model,
+                queue_size=settings.server.queue_size,
+                speculative=settings.speculative,
+            )
+            engine.start()
+            self._engines[key] = engine
+        return SharedEngine(engine)
+
+    def close(self) -> None:
+        for engine in self._engines.values():
+            engine.close()
+        self._engines.clear()
+
+
+@pytest.fixture(scope="session")
+def engine_pool() -> Iterator[EnginePool]:
+    pool = EnginePool()
+    yield pool
+    pool.close()

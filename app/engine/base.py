@@ -1,8 +1,10 @@
-"""The engine interface the routes use: prompt tokens + generation params in, text out.
+"""The engine interface the serving layer uses: prompt tokens + generation params in,
+text out.
 
 Small on purpose, so that a batching engine can replace the serial one without
-touching routes or conversion. Events are plain values; the consumer decides how to
-frame them (one JSON body or SSE chunks).
+touching routes or conversion. What a generation takes and yields (params, text
+deltas, its end) is the engine's vocabulary in `conversion.generation`: plain values,
+framed by each protocol's adapter (one JSON body or SSE chunks).
 """
 
 from __future__ import annotations
@@ -11,20 +13,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from conversion.chat.messages import TemplateMessage
 from conversion.families import Family
-from conversion.logprobs import TokenLogprob
-from conversion.params import GenerationParams
+from conversion.generation import GenerationEvent, GenerationParams, TemplateMessage
 
-__all__ = (
-    "ChatPrompt",
-    "Engine",
-    "EngineState",
-    "Finished",
-    "Generation",
-    "GenerationEvent",
-    "TextDelta",
-)
+__all__ = ("ChatPrompt", "Engine", "EngineState", "Generation")
 
 EngineState = Literal["loading", "ready", "failed", "closed"]
 
@@ -38,40 +30,6 @@ class ChatPrompt:
     """Stop strings the chat format itself asks for (besides end-of-generation tokens)."""
     text: str = ""
     """The rendered prompt (whether it opens a thinking block is read from its end)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TextDelta:
-    """Final text (whole characters, no stop-string text) generated since the last event."""
-
-    text: str
-    logprobs: tuple[TokenLogprob, ...] = ()
-    """The tokens behind `text`, when the request asked for log-probabilities."""
-    thinking: bool = False
-    """The text is the model's thinking (with its markers), not its answer."""
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """The last event of a generation that ended normally."""
-
-    finish_reason: Literal["stop", "length"]
-    prompt_tokens: int
-    completion_tokens: int
-    """Tokens sampled, end-of-generation token excluded."""
-    cached_tokens: int = 0
-    """Prompt tokens whose KV cache was reused instead of evaluated."""
-    reasoning_tokens: int = 0
-    """Of `completion_tokens`, those generated while thinking."""
-    stop_sequence: str | None = None
-    """The stop string that ended the reply, if one did."""
-    draft_tokens: int = 0
-    """Tokens guessed by speculative decoding for this reply."""
-    accepted_draft_tokens: int = 0
-    """Of `draft_tokens`, those that stood (each saved a decode step)."""
-
-
-GenerationEvent = TextDelta | Finished
 
 
 class Generation(Protocol):

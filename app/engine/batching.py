@@ -41,14 +41,13 @@ from app.engine.worker import DecodeLoop
 from config.loader import SettingsError
 from config.model_source import ModelChoice, served_model_id
 from config.settings import ModelSettings, SpeculativeSettings
-from conversion.chat.messages import TemplateMessage
 from conversion.errors import (
     InvalidRequestError,
     ModelLoadFailedError,
     ModelNotReadyError,
 )
 from conversion.families import FALLBACK, Family
-from conversion.params import GenerationParams
+from conversion.generation import GenerationParams, TemplateMessage
 
 __all__ = ("BatchingEngine", "default_threads")
 

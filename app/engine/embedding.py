@@ -32,13 +32,13 @@ import numpy as np
 from app.engine.batch import set_token
 from app.engine.model import _KV_TYPE, LoadedModel
 from config.settings import ModelSettings
-from conversion.embeddings import input_param
 from conversion.errors import (
     ContextLengthExceededError,
     InternalError,
     InvalidRequestError,
     ModelNotReadyError,
 )
+from conversion.inputs import item_param
 
 __all__ = ("Embedder", "EmbeddingCancelledError")
 
@@ -100,7 +100,7 @@ class Embedder:
         """The request's faults, before any work (reads only immutable model facts)."""
         n_vocab, n_ctx = self._model.n_vocab, self._model.n_ctx_seq
         for index, tokens in enumerate(inputs):
-            param = input_param(index, len(inputs))
+            param = item_param("input", index, len(inputs))
             if not tokens:
                 raise InvalidRequestError("An input must not be empty.", param=param)
             for position, token in enumerate(tokens):

@@ -16,9 +16,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from app.engine.base import Finished, GenerationEvent
 from conversion.errors import ModelNotReadyError, ServerBusyError
-from conversion.params import GenerationParams
+from conversion.generation import Finished, GenerationEvent, GenerationParams
 
 __all__ = ("Job", "JobHandle", "JobQueue", "JobRecord")
 

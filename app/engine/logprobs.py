@@ -14,7 +14,7 @@ import llama_cpp
 import numpy as np
 
 from app.engine.batch import logits_row
-from conversion.logprobs import Alternative, TokenLogprob
+from conversion.generation import Alternative, TokenLogprob
 
 __all__ = ("token_logprob",)
 

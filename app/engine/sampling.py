@@ -15,7 +15,7 @@ from typing import Any
 import llama_cpp
 
 from conversion.errors import InvalidRequestError
-from conversion.params import GenerationParams, SamplingParams
+from conversion.generation import GenerationParams, SamplingParams
 
 __all__ = ("check_sampling", "new_sampler")
 

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 
 import llama_cpp
 
-from app.engine.base import TextDelta
 from app.engine.jobs import Job
 from app.engine.speculation import Drafter
+from app.engine.text import TextAssembler
 from app.engine.thinking import Thinking
-from conversion.logprobs import TokenLogprob
-from conversion.text import TextAssembler
+from conversion.generation import TextDelta, TokenLogprob
 
 __all__ = (
     "CONTINUE_SLACK",

@@ -19,9 +19,9 @@ from llama_cpp._internals import LlamaModel
 
 from config.loader import SettingsError
 from config.settings import ModelSettings
-from conversion.chat.messages import TemplateMessage
 from conversion.errors import InvalidRequestError
 from conversion.families import detect_family
+from conversion.generation import TemplateMessage
 from conversion.params import stop_strings
 
 __all__ = ("ChatTemplate", "builtin_formats", "check_template_settings")

@@ -16,8 +16,8 @@ import codecs
 from dataclasses import dataclass, field
 from typing import Literal
 
-from conversion.params import ThinkingPlan
-from conversion.text import TextAssembler
+from app.engine.text import TextAssembler
+from conversion.generation import ThinkingPlan
 
 __all__ = ("Thinking",)
 

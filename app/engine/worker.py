@@ -29,7 +29,6 @@ from typing import Literal
 
 import llama_cpp
 
-from app.engine.base import Finished, TextDelta
 from app.engine.batch import set_token
 from app.engine.budget import PromptBudget
 from app.engine.draft import DraftModel
@@ -39,10 +38,11 @@ from app.engine.model import LoadedModel
 from app.engine.sampling import new_sampler
 from app.engine.slots import Slot, pick_slot
 from app.engine.speculation import DEFAULT_THRESHOLD, Drafter
+from app.engine.text import TextAssembler
 from app.engine.thinking import Thinking
 from config.settings import SpeculativeSettings
 from conversion.errors import InternalError
-from conversion.text import TextAssembler
+from conversion.generation import Finished, TextDelta
 
 __all__ = ("DecodeLoop",)
 

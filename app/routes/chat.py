@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
@@ -15,6 +13,7 @@ from litestar.status_codes import HTTP_200_OK
 from app.engine.base import Engine
 from app.errors import error_responses
 from app.metrics import Metrics
+from app.routes.unknown_fields import log_unknown_fields
 from app.serving import create_chat_completion
 from app.sse import StreamingOperation, sse_response
 from config.settings import Settings
@@ -22,18 +21,7 @@ from conversion.chat.wire import ChatCompletion, ChatCompletionRequest
 
 __all__ = ("chat_completions",)
 
-logger = logging.getLogger("llm_service.requests")
 _KNOWN_FIELDS = frozenset(ChatCompletionRequest.__struct_fields__)
-_field_names = msgspec.json.Decoder(dict[str, msgspec.Raw])
-
-
-async def _log_unknown_fields(request: Request[Any, Any, Any]) -> None:
-    """Unknown fields are tolerated (clients send newer ones); say so at debug level."""
-    if not logger.isEnabledFor(logging.DEBUG):
-        return
-    unknown = sorted(set(_field_names.decode(await request.body())) - _KNOWN_FIELDS)
-    if unknown:
-        logger.debug("Ignoring unknown request fields: %s", ", ".join(unknown))
 
 
 @post(
@@ -50,7 +38,7 @@ async def chat_completions(
     metrics: NamedDependency[Metrics],
 ) -> Response[ChatCompletion] | Stream:
     """Create a chat completion (OpenAI-compatible), streamed as SSE when `stream` is true."""
-    await _log_unknown_fields(request)
+    await log_unknown_fields(request, _KNOWN_FIELDS)
     result = await create_chat_completion(request, data, engine, settings, metrics)
     if isinstance(result, ChatCompletion):
         return Response(result, status_code=HTTP_200_OK)

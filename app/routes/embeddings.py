@@ -1,39 +1,20 @@
-"""`POST /v1/embeddings`: HTTP only; the vectors come from `Engine.embed`."""
+"""`POST /v1/embeddings`: HTTP only; the logic is in `app.serving.embeddings`."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-import anyio
 from litestar import Request, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK
 
-from app.disconnect import unless_disconnected
 from app.engine.base import Engine
 from app.errors import error_responses
-from conversion.embeddings import (
-    EmbeddingInput,
-    EmbeddingList,
-    EmbeddingRequest,
-    check_dimensions,
-    check_request_tokens,
-    embedding_list,
-    split_input,
-)
+from app.serving.embeddings import create_embeddings as embed
+from conversion.embeddings import EmbeddingList, EmbeddingRequest
 
 __all__ = ("create_embeddings",)
-
-
-def _tokens(engine: Engine, items: list[EmbeddingInput]) -> list[list[int]]:
-    """Texts are tokenized as a prompt is (begin-of-text token included); token arrays
-    are taken as they are."""
-    return [
-        engine.tokenize_text(item, add_special=True) if isinstance(item, str) else item
-        for item in items
-    ]
 
 
 @post("/embeddings", status_code=HTTP_200_OK, responses=error_responses(400, 401, 413, 500, 503))
@@ -44,18 +25,4 @@ async def create_embeddings(
 ) -> EmbeddingList:
     """Embed `input` (OpenAI-compatible) with the served model, mean-pooled and
     normalized to unit length."""
-    items = split_input(data.input)
-    if (size := engine.embedding_size) is not None:  # else `embed` says why not
-        check_dimensions(data.dimensions, size)
-    tokens = await anyio.to_thread.run_sync(_tokens, engine, items)
-    prompt_tokens = sum(len(item) for item in tokens)
-    check_request_tokens(prompt_tokens)
-    abandoned = threading.Event()
-    work = anyio.to_thread.run_sync(
-        lambda: engine.embed(tokens, abandoned.is_set), abandon_on_cancel=True
-    )
-    try:  # a client that leaves frees the embedder at the next piece of input
-        vectors = await unless_disconnected(request, work)
-    finally:
-        abandoned.set()
-    return embedding_list(vectors, prompt_tokens, engine.model_id, data.encoding_format)
+    return await embed(request, data, engine)

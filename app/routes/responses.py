@@ -81,8 +81,7 @@ async def delete_response(
     response_id: FromPath[str], store: NamedDependency[ResponseStore]
 ) -> DeletedResponse:
     """Delete a stored response (its items go with it)."""
-    if not await anyio.to_thread.run_sync(store.delete, response_id):
-        store.require(response_id)  # raises the 404
+    await anyio.to_thread.run_sync(store.delete, response_id)
     return DeletedResponse(id=response_id)
 
 

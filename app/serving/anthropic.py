@@ -1,6 +1,6 @@
 """Anthropic's Messages API: its adapter over the shared turn core (`app.serving.turns`).
 
-The request's blocks map onto chat messages and a `ChatTurn`; the turn's reply becomes
+The request maps onto a `Turn` (`conversion.anthropic.requests`); the turn's reply becomes
 a `Message` or Anthropic's typed event stream, with a `ping` whenever the model is
 quiet for `PING_AFTER` seconds (as Anthropic keeps its streams alive), and an `error`
 event if it fails after the stream began.
@@ -12,18 +12,18 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 from litestar import Request
 
 from app.engine.base import Engine
 from app.errors import to_openai_error
 from app.metrics import Metrics
+from app.serving.prompt import counted_prompt
 from app.serving.stream import sse_body
-from app.serving.turns import ChatTurn, count_prompt_tokens, start_turn
+from app.serving.turns import start_turn
 from app.sse import typed_event
 from config.settings import Settings
 from conversion.anthropic.output import MessageEvents, to_message
-from conversion.anthropic.requests import count_turn, to_turn
+from conversion.anthropic.requests import to_count_turn, to_turn
 from conversion.anthropic.wire import (
     CountTokensRequest,
     Event,
@@ -31,20 +31,12 @@ from conversion.anthropic.wire import (
     Message,
     MessagesRequest,
 )
-from conversion.chat.messages import to_template_messages
-from conversion.limits import apply_limits
-from conversion.params import GenerationParams, SamplingParams
 from conversion.reply import TurnEvent
 
 __all__ = ("PING_AFTER", "count_tokens", "create_message")
 
 PING_AFTER = 10.0
 """Seconds without an event after which a stream gets a `ping`."""
-_encoder = msgspec.json.Encoder()
-
-
-def _frame(event: Event) -> bytes:
-    return typed_event(type(event).__struct_config__.tag, event)  # type: ignore[arg-type]
 
 
 async def _with_pings(
@@ -69,29 +61,6 @@ async def _with_pings(
             yield event
 
 
-def _turn(
-    body: MessagesRequest | CountTokensRequest, engine: Engine, settings: Settings
-) -> ChatTurn:
-    if isinstance(body, MessagesRequest):
-        mapped = to_turn(body, settings.sampling, settings.limits)
-        messages, plan, effort = mapped.messages, mapped.plan, mapped.reasoning_effort
-        params = apply_limits(mapped.params, settings.limits)
-    else:
-        messages, plan, effort = count_turn(body)
-        params = GenerationParams(SamplingParams(1.0, 1.0, None), None, ())
-    family = engine.family
-    return ChatTurn(
-        messages=to_template_messages(
-            messages, native_tools=engine.renders_tools, syntax=family.tools
-        ),
-        params=params,
-        plan=plan,
-        schema_conflict_param="tool_choice",
-        log_text=lambda: _encoder.encode(body.messages).decode(),
-        reasoning_effort=effort,
-    )
-
-
 async def create_message(
     request: Request[Any, Any, Any],
     body: MessagesRequest,
@@ -100,7 +69,7 @@ async def create_message(
     metrics: Metrics | None = None,
 ) -> Message | AsyncIterator[bytes]:
     """Serve one request; returns the message, or the SSE byte stream when streaming."""
-    turn = _turn(body, engine, settings)
+    turn = to_turn(body, settings.sampling, settings.limits)
     started = await start_turn(request, turn, engine, settings, metrics)
     stops = turn.params.stop
     if not body.stream:
@@ -111,8 +80,8 @@ async def create_message(
     return sse_body(
         _with_pings(events, writer),
         started.fanout,
-        encode=_frame,
-        on_error=lambda exc: [_frame(e) for e in writer.fail(to_openai_error(None, exc))],
+        encode=typed_event,
+        on_error=lambda exc: [typed_event(e) for e in writer.fail(to_openai_error(None, exc))],
         done=None,
     )
 
@@ -120,6 +89,5 @@ async def create_message(
 async def count_tokens(body: CountTokensRequest, engine: Engine, settings: Settings) -> InputTokens:
     """The prompt tokens the same request would read (its usage's input and cache reads)."""
     engine.check_ready()
-    return InputTokens(
-        input_tokens=await count_prompt_tokens(_turn(body, engine, settings), engine, settings)
-    )
+    turn = to_count_turn(body, settings.limits)
+    return InputTokens(input_tokens=len((await counted_prompt(turn, engine, settings)).tokens))

@@ -1,7 +1,7 @@
 """Chat completions: the chat adapter over the shared turn core (`app.serving.turns`).
 
-The request maps onto a `ChatTurn` (`conversion.chat`); the turn's replies and events
-become a `ChatCompletion` or `chat.completion.chunk` events, then `[DONE]`.
+The request maps onto a `Turn` (`conversion.chat.requests`); the turn's replies and
+events become a `ChatCompletion` or `chat.completion.chunk` events, then `[DONE]`.
 """
 
 from __future__ import annotations
@@ -9,26 +9,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 from litestar import Request
 
 from app.engine.base import Engine
 from app.metrics import Metrics
 from app.serving.stream import sse_body
-from app.serving.turns import ChatTurn, start_turn
+from app.serving.turns import start_turn
 from config.settings import Settings
-from conversion.chat.messages import to_template_messages
 from conversion.chat.replies import ChunkFactory, to_chat_completion
-from conversion.chat.requests import check_limits, template_kwargs, to_generation_params
+from conversion.chat.requests import to_turn
 from conversion.chat.wire import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
-from conversion.limits import apply_limits
 from conversion.reply import ContentPiece, ReasoningPiece, TurnEvent
-from conversion.tools import plan_tools
 from conversion.usage import combined_usage
 
 __all__ = ("create_chat_completion",)
-
-_MESSAGES = msgspec.json.Encoder()
 
 
 async def _chunks(
@@ -61,21 +55,7 @@ async def create_chat_completion(
     metrics: Metrics | None = None,
 ) -> ChatCompletion | AsyncIterator[bytes]:
     """Serve one request; returns the JSON body, or the SSE byte stream when streaming."""
-    check_limits(body, settings.limits)
-    params = apply_limits(to_generation_params(body, settings.sampling), settings.limits)
-    plan = plan_tools(body.tools, body.tool_choice)
-    messages = to_template_messages(
-        body.messages, native_tools=engine.renders_tools, syntax=engine.family.tools
-    )
-    turn = ChatTurn(
-        messages=messages,
-        params=params,
-        plan=plan,
-        choices=body.n or 1,
-        log_text=lambda: _MESSAGES.encode(body.messages).decode(),
-        reasoning_effort=body.reasoning_effort,
-        template_kwargs=template_kwargs(body.chat_template_kwargs),
-    )
+    turn = to_turn(body, body.messages, settings.sampling, settings.limits)
     started = await start_turn(request, turn, engine, settings, metrics)
     if not body.stream:
         replies, usage = await started.replies()

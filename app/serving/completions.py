@@ -14,7 +14,7 @@ import anyio
 from litestar import Request
 
 from app.access_log import request_stats
-from app.engine.base import Engine, Finished, GenerationEvent, TextDelta
+from app.engine.base import Engine
 from app.metrics import Metrics
 from app.serving.fanout import Fanout, IndexedEvent, submit_all, usage_part
 from app.serving.stream import collect_all, first_then_rest, sse_body
@@ -29,6 +29,7 @@ from conversion.completions.mapping import (
 )
 from conversion.completions.wire import Completion, CompletionRequest
 from conversion.errors import InvalidRequestError
+from conversion.generation import Finished, GenerationEvent, TextDelta
 from conversion.limits import apply_limits
 from conversion.params import check_context_length, per_choice
 from conversion.usage import combined_usage

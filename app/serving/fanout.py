@@ -14,10 +14,15 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
-from app.engine.base import Engine, Finished, Generation, GenerationEvent, TextDelta
+from app.engine.base import Engine, Generation
 from app.metrics import Metrics, RequestStats, observe
-from conversion.logprobs import TokenLogprob
-from conversion.params import GenerationParams
+from conversion.generation import (
+    Finished,
+    GenerationEvent,
+    GenerationParams,
+    TextDelta,
+    TokenLogprob,
+)
 from conversion.usage import UsagePart
 
 __all__ = ("ChoiceResult", "Fanout", "collect", "submit_all", "usage_part")

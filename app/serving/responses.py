@@ -1,7 +1,7 @@
 """The Responses API: its adapter over the shared turn core (`app.serving.turns`).
 
 The request's input items (after the stored conversation of `previous_response_id`,
-if any) map onto chat messages and a `ChatTurn`; the turn's reply becomes output items
+if any) map onto a `Turn` (`conversion.responses.requests`); the turn's reply becomes output items
 in a `Response`, or the typed event stream. A stored response is saved before its
 last event is sent, so a client that continues at once finds it.
 """
@@ -12,45 +12,24 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import msgspec
 from litestar import Request
 
 from app.engine.base import Engine
 from app.errors import to_openai_error
 from app.metrics import Metrics
 from app.serving.stream import sse_body
-from app.serving.turns import ChatTurn, start_turn
+from app.serving.turns import start_turn
 from app.sse import typed_event
 from app.store import ResponseStore
 from config.settings import Settings
-from conversion.chat.messages import to_template_messages
-from conversion.limits import apply_limits
 from conversion.reply import TurnEvent
 from conversion.responses.events import ResponseEvents
-from conversion.responses.items import Item, read_items, to_chat_messages
+from conversion.responses.items import Item
 from conversion.responses.output import ResponseDraft, output_items
-from conversion.responses.requests import check_request, to_settings
+from conversion.responses.requests import to_turn
 from conversion.responses.wire import Response, ResponsesRequest, StreamEvent
 
 __all__ = ("create_response",)
-
-_encoder = msgspec.json.Encoder()
-
-
-def _frame(event: StreamEvent) -> bytes:
-    return typed_event(type(event).__struct_config__.tag, event)  # type: ignore[arg-type]
-
-
-async def _conversation(
-    body: ResponsesRequest, store: ResponseStore
-) -> tuple[list[Item], list[Item]]:
-    """(the stored history before this request, this request's own checked items)."""
-
-    def read() -> tuple[list[Item], list[Item]]:
-        history = store.history(body.previous_response_id) if body.previous_response_id else []
-        return history, read_items(body.input, store.item)
-
-    return await anyio.to_thread.run_sync(read)
 
 
 async def _events(
@@ -79,26 +58,11 @@ async def create_response(
 ) -> tuple[str, Response | AsyncIterator[bytes]]:
     """Serve one request; returns the response's id (known before the stream starts, for
     a header) and the response, or the SSE byte stream when streaming."""
-    check_request(body, settings.limits)
-    mapped = to_settings(body, settings.sampling)
-    history, items = await _conversation(body, store)
-    messages = to_chat_messages(history + items, body.instructions)
-    family = engine.family
-    turn = ChatTurn(
-        messages=to_template_messages(
-            messages, native_tools=engine.renders_tools, syntax=family.tools
-        ),
-        params=apply_limits(mapped.params, settings.limits),
-        plan=mapped.plan,
-        truncate=body.truncation == "auto",
-        messages_param="input",
-        schema_conflict_param="text.format",
-        log_text=lambda: _encoder.encode(messages).decode(),
-        reasoning_effort=mapped.reasoning_effort,
-        template_kwargs=mapped.template_kwargs,
+    turn, items = await anyio.to_thread.run_sync(
+        lambda: to_turn(body, settings.sampling, settings.limits, store.history, store.item)
     )
     keep = body.store is not False and store.enabled
-    draft = ResponseDraft(body, mapped, engine.model_id, keep)
+    draft = ResponseDraft(body, turn, engine.model_id, keep)
     started = await start_turn(request, turn, engine, settings, metrics)
     if not body.stream:
         [reply], usage = await started.replies()
@@ -113,7 +77,7 @@ async def create_response(
     return draft.id, sse_body(
         _events(events, writer, store if keep else None, items),
         started.fanout,
-        encode=_frame,
-        on_error=lambda exc: [_frame(e) for e in writer.fail(to_openai_error(None, exc))],
+        encode=typed_event,
+        on_error=lambda exc: [typed_event(e) for e in writer.fail(to_openai_error(None, exc))],
         done=None,
     )

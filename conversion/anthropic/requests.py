@@ -1,49 +1,36 @@
-"""Anthropic Messages requests -> chat messages, generation parameters and a tool plan.
+"""Anthropic Messages and count_tokens requests -> a `Turn`, limits checked.
 
-Content blocks map onto the chat messages every protocol renders through: `text`
-blocks become text, an assistant's `tool_use` blocks its tool calls, a user's
-`tool_result` blocks tool messages (before the user's own text, which follows them
-in the turn). `thinking` blocks sent back from an earlier reply are dropped, as the
-templates drop past reasoning. Images and documents cannot be read by a text model: a
-400 names the block.
+Content blocks map onto the turn's messages (`conversion.turn`): `text` blocks become
+text, an assistant's `tool_use` blocks its tool calls, a user's `tool_result` blocks
+tool messages (before the user's own text, which follows them in the turn).
+`thinking` blocks sent back from an earlier reply are dropped, as the templates drop
+past reasoning. Images and documents cannot be read by a text model: a 400 names the
+block.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from config.settings import LimitSettings, SamplingDefaults
 from conversion.anthropic.wire import CountTokensRequest, MessagesRequest
-from conversion.chat.wire import (
-    AssistantMessage,
-    CalledFunction,
-    HistoryToolCall,
-    Message,
-    SystemMessage,
-    ToolMessage,
-    UserMessage,
-)
 from conversion.errors import InvalidRequestError
-from conversion.limits import check_max_tokens, check_message_count, check_stop_lengths
-from conversion.params import GenerationParams, SamplingParams, stop_strings
+from conversion.generation import GenerationParams, SamplingParams
+from conversion.limits import (
+    apply_limits,
+    check_max_tokens,
+    check_message_count,
+    check_stop_lengths,
+)
+from conversion.params import stop_strings
 from conversion.tools import Function, ToolPlan, function_from_spec, plan_functions
+from conversion.turn import HistoryCall, Turn, TurnMessage
 
-__all__ = ("AnthropicTurn", "to_chat_messages", "to_turn")
+__all__ = ("to_count_turn", "to_turn", "to_turn_messages")
 
 _UNREADABLE = {"image", "document", "search_result", "container_upload"}
 _SKIPPED = {"thinking", "redacted_thinking"}
-
-
-@dataclass(frozen=True, slots=True)
-class AnthropicTurn:
-    """A request, mapped."""
-
-    messages: list[Message]
-    params: GenerationParams
-    plan: ToolPlan | None
-    reasoning_effort: str | None
 
 
 def _fail(message: str, param: str) -> InvalidRequestError:
@@ -86,14 +73,14 @@ def _result_text(block: dict[str, Any], where: str) -> str:
     return f"Error: {content}" if block.get("is_error") else content
 
 
-def _message(raw: Any, index: int) -> list[Message]:
+def _message(raw: Any, index: int) -> list[TurnMessage]:
     where = f"messages[{index}]"
     if not isinstance(raw, dict) or raw.get("role") not in ("user", "assistant"):
         raise _fail("Each message needs a `role` of user or assistant.", f"{where}.role")
     blocks = _blocks(raw.get("content"), f"{where}.content")
     texts: list[str] = []
-    calls: list[HistoryToolCall] = []
-    results: list[Message] = []
+    calls: list[HistoryCall] = []
+    results: list[TurnMessage] = []
     for j, block in enumerate(blocks):
         here, kind = f"{where}.content[{j}]", block["type"]
         if kind in _UNREADABLE:
@@ -107,16 +94,12 @@ def _message(raw: Any, index: int) -> list[Message]:
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
                 raise _fail("A tool_use block needs an `id` and a `name`.", here)
             arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
-            calls.append(
-                HistoryToolCall(
-                    id=block["id"], function=CalledFunction(name=block["name"], arguments=arguments)
-                )
-            )
+            calls.append(HistoryCall(block["name"], arguments, block["id"]))
         elif kind == "tool_result" and raw["role"] == "user":
             if not isinstance(block.get("tool_use_id"), str):
                 raise _fail("A tool_result block needs `tool_use_id`.", f"{here}.tool_use_id")
             results.append(
-                ToolMessage(content=_result_text(block, here), tool_call_id=block["tool_use_id"])
+                TurnMessage("tool", _result_text(block, here), call_id=block["tool_use_id"])
             )
         elif kind not in _SKIPPED:
             raise _fail(
@@ -125,8 +108,8 @@ def _message(raw: Any, index: int) -> list[Message]:
             )
     text = "\n".join(texts)
     if raw["role"] == "assistant":
-        return [AssistantMessage(content=text or None, tool_calls=calls or None)]
-    return [*results, UserMessage(content=text)] if text or not results else results
+        return [TurnMessage("assistant", text, calls=tuple(calls))]
+    return [*results, TurnMessage("user", text)] if text or not results else results
 
 
 def _system(system: str | list[Any] | None) -> str | None:
@@ -138,15 +121,17 @@ def _system(system: str | list[Any] | None) -> str | None:
     )
 
 
-def to_chat_messages(messages: list[Any], system: str | list[Any] | None) -> list[Message]:
+def to_turn_messages(
+    messages: list[Any], system: str | list[Any] | None
+) -> tuple[TurnMessage, ...]:
     if not messages:
         raise _fail("`messages` must not be empty.", "messages")
-    chat: list[Message] = []
+    turn: list[TurnMessage] = []
     if (text := _system(system)) is not None:
-        chat.append(SystemMessage(content=text))
+        turn.append(TurnMessage("system", text))
     for index, raw in enumerate(messages):
-        chat.extend(_message(raw, index))
-    return chat
+        turn.extend(_message(raw, index))
+    return tuple(turn)
 
 
 def _function(tool: Any, index: int) -> Function:
@@ -199,9 +184,7 @@ def _effort(thinking: dict[str, Any] | None) -> str | None:
     return "none" if kind == "disabled" else "medium"
 
 
-def to_turn(
-    req: MessagesRequest, defaults: SamplingDefaults, limits: LimitSettings
-) -> AnthropicTurn:
+def to_turn(req: MessagesRequest, defaults: SamplingDefaults, limits: LimitSettings) -> Turn:
     check_message_count(len(req.messages), limits, "messages")
     check_max_tokens("max_tokens", req.max_tokens, limits)
     check_stop_lengths(req.stop_sequences, limits)
@@ -216,18 +199,27 @@ def to_turn(
         stop=stop_strings(req.stop_sequences),
         schema_param="tools",
     )
-    return AnthropicTurn(
-        messages=to_chat_messages(req.messages, req.system),
-        params=params,
+    return Turn(
+        messages=to_turn_messages(req.messages, req.system),
+        params=apply_limits(params, limits),
         plan=_plan(req.tools, req.tool_choice),
+        schema_conflict_param="tool_choice",
         reasoning_effort=_effort(req.thinking),
     )
 
 
-def count_turn(req: CountTokensRequest) -> tuple[list[Message], ToolPlan | None, str | None]:
-    """What a token count needs of a request: its messages, tools and thinking."""
-    return (
-        to_chat_messages(req.messages, req.system),
-        _plan(req.tools, req.tool_choice),
-        _effort(req.thinking),
+_COUNTING = GenerationParams(SamplingParams(1.0, 1.0, None), None, ())
+"""A count reads the prompt only: no sampling, no cap, no stop strings."""
+
+
+def to_count_turn(req: CountTokensRequest, limits: LimitSettings) -> Turn:
+    """What a token count needs of a request: its messages, tools and thinking, as
+    `to_turn` maps them for the same request sent to `/v1/messages`."""
+    check_message_count(len(req.messages), limits, "messages")
+    return Turn(
+        messages=to_turn_messages(req.messages, req.system),
+        params=_COUNTING,
+        plan=_plan(req.tools, req.tool_choice),
+        schema_conflict_param="tool_choice",
+        reasoning_effort=_effort(req.thinking),
     )

@@ -12,6 +12,7 @@ from msgspec import UNSET
 from conversion.chat.wire import (
     ChatCompletion,
     ChatCompletionChunk,
+    ChatLogprobs,
     ChatMessage,
     Choice,
     ChunkChoice,
@@ -21,7 +22,8 @@ from conversion.chat.wire import (
     ToolCall,
     ToolCallDelta,
 )
-from conversion.logprobs import TokenLogprob, to_chat_logprobs
+from conversion.generation import TokenLogprob
+from conversion.logprobs import token_entries
 from conversion.reply import ChoiceReply
 from conversion.tools import ParsedCall, new_call_id
 from conversion.wire import Usage
@@ -30,11 +32,17 @@ __all__ = (
     "ChunkFactory",
     "new_completion_id",
     "to_chat_completion",
+    "to_chat_logprobs",
 )
 
 
 def new_completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def to_chat_logprobs(tokens: Sequence[TokenLogprob]) -> ChatLogprobs:
+    """Chat's `logprobs`: one `content[]` entry per token."""
+    return ChatLogprobs(content=token_entries(tokens))
 
 
 def _tool_calls(calls: Sequence[ParsedCall]) -> list[ToolCall]:

@@ -1,4 +1,4 @@
-"""Chat completion requests -> generation parameters, and the request's limits.
+"""Chat completion requests (and `/tokenize` with messages) -> a `Turn`, limits checked.
 
 A field is either honoured, accepted and documented as ignored, or rejected with a 400
 naming it. Nothing is silently dropped in a way that changes what the client expects.
@@ -9,22 +9,27 @@ from __future__ import annotations
 from typing import Any
 
 from config.settings import LimitSettings, SamplingDefaults
-from conversion.chat.wire import ChatCompletionRequest
+from conversion.chat.messages import to_turn_messages
+from conversion.chat.wire import ChatRequestFields, Message
 from conversion.errors import InvalidRequestError
 from conversion.families import request_variables
+from conversion.generation import GenerationParams
 from conversion.json_schema import structured_output_schema
 from conversion.limits import (
+    apply_limits,
     check_choices,
     check_max_tokens,
     check_message_count,
     check_stop_lengths,
 )
-from conversion.params import GenerationParams, sampling_params, stop_strings
+from conversion.params import sampling_params, stop_strings
+from conversion.tools import plan_tools
+from conversion.turn import Turn
 
-__all__ = ("check_limits", "template_kwargs", "to_generation_params")
+__all__ = ("to_generation_params", "to_turn")
 
 
-def _reject_unsupported(req: ChatCompletionRequest) -> None:
+def _reject_unsupported(req: ChatRequestFields) -> None:
     """Refuse, with a 400 naming the field, what this server cannot do.
 
     Ignoring these silently would hand clients something other than what they asked
@@ -53,9 +58,7 @@ def _reject_unsupported(req: ChatCompletionRequest) -> None:
         )
 
 
-def to_generation_params(
-    req: ChatCompletionRequest, defaults: SamplingDefaults
-) -> GenerationParams:
+def to_generation_params(req: ChatRequestFields, defaults: SamplingDefaults) -> GenerationParams:
     """Validate the request's generation fields and resolve their defaults.
 
     `presence_penalty` and `frequency_penalty` are range-checked by the schema and then
@@ -77,12 +80,33 @@ def to_generation_params(
     )
 
 
-def check_limits(req: ChatCompletionRequest, limits: LimitSettings) -> None:
+def _check_limits(req: ChatRequestFields, messages: list[Message], limits: LimitSettings) -> None:
     check_choices(req.n or 1, limits)
-    check_message_count(len(req.messages), limits, "messages")
+    check_message_count(len(messages), limits, "messages")
     check_max_tokens("max_completion_tokens", req.max_completion_tokens, limits)
     check_max_tokens("max_tokens", req.max_tokens, limits)
     check_stop_lengths(req.stop, limits)
+
+
+def to_turn(
+    req: ChatRequestFields,
+    messages: list[Message],
+    defaults: SamplingDefaults,
+    limits: LimitSettings,
+) -> Turn:
+    """The turn a chat request asks for; `messages` are its own (a chat completion's,
+    or those `/tokenize` counts with the same fields)."""
+    _check_limits(req, messages, limits)
+    params = apply_limits(to_generation_params(req, defaults), limits)
+    plan = plan_tools(req.tools, req.tool_choice)
+    return Turn(
+        messages=to_turn_messages(messages),
+        params=params,
+        plan=plan,
+        choices=req.n or 1,
+        reasoning_effort=req.reasoning_effort,
+        template_kwargs=request_variables(req.chat_template_kwargs),
+    )
 
 
 def _response_format_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -97,7 +121,3 @@ def _response_format_schema(response_format: dict[str, Any] | None) -> dict[str,
     return structured_output_schema(
         format_.get("type", "text"), spec, "response_format", "response_format.json_schema"
     )
-
-
-def template_kwargs(kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
-    return request_variables(kwargs)

@@ -29,6 +29,7 @@ __all__ = (
     "ChatCompletionRequest",
     "ChatLogprobs",
     "ChatMessage",
+    "ChatRequestFields",
     "Choice",
     "ChunkChoice",
     "Content",
@@ -127,10 +128,11 @@ Message = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | To
 Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 
 
-class ChatCompletionRequest(WireRequest, kw_only=True):
-    """`POST /v1/chat/completions`, fields in the order of OpenAI's reference."""
+class ChatRequestFields(WireRequest, kw_only=True):
+    """Every field of a chat completion request but `messages`, in the order of
+    OpenAI's reference: what `/tokenize` shares with it (`conversion.tokens`), so that
+    both read and check a prompt's fields the same way."""
 
-    messages: Annotated[list[Message], Meta(min_length=1)]
     model: str | None = None
     audio: dict[str, Any] | None = None
     frequency_penalty: Penalty | None = None
@@ -163,6 +165,12 @@ class ChatCompletionRequest(WireRequest, kw_only=True):
     chat_template_kwargs: dict[str, Any] | None = None
     """Not OpenAI's: variables for the chat template, as llama.cpp's server and vLLM
     take them (e.g. `{"enable_thinking": false}` for Qwen3)."""
+
+
+class ChatCompletionRequest(ChatRequestFields, kw_only=True):
+    """`POST /v1/chat/completions`."""
+
+    messages: Annotated[list[Message], Meta(min_length=1)]
 
 
 class ChatLogprobs(WireResponse, kw_only=True):

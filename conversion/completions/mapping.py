@@ -7,6 +7,7 @@ Each prompt is read as raw text: no chat template.
 
 from __future__ import annotations
 
+import codecs
 import time
 import uuid
 from collections.abc import Sequence
@@ -19,14 +20,16 @@ from conversion.completions.wire import (
     LEGACY_MAX_TOKENS,
     Completion,
     CompletionChoice,
+    CompletionLogprobs,
     CompletionRequest,
     Prompt,
 )
 from conversion.errors import InvalidRequestError
+from conversion.generation import GenerationParams, TokenLogprob
 from conversion.inputs import texts_or_token_lists
 from conversion.limits import check_choices, check_max_tokens, check_stop_lengths
-from conversion.logprobs import TokenLogprob, to_completion_logprobs
-from conversion.params import GenerationParams, sampling_params, stop_strings
+from conversion.logprobs import piece_text
+from conversion.params import sampling_params, stop_strings
 from conversion.wire import Usage
 
 __all__ = (
@@ -35,6 +38,7 @@ __all__ = (
     "LegacyReply",
     "legacy_prompts",
     "to_completion",
+    "to_completion_logprobs",
     "to_legacy_params",
 )
 
@@ -70,6 +74,22 @@ def to_legacy_params(req: CompletionRequest, defaults: SamplingDefaults) -> Gene
         max_tokens=LEGACY_MAX_TOKENS if req.max_tokens is None else req.max_tokens,
         stop=stop_strings(req.stop),
         logprobs=req.logprobs,
+    )
+
+
+def to_completion_logprobs(tokens: Sequence[TokenLogprob], offset: int) -> CompletionLogprobs:
+    """The legacy shape, parallel lists; `offset` is where the first token's text starts
+    in the choice's text (after an echoed prompt, or after earlier stream chunks)."""
+    offsets: list[int] = []
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for t in tokens:
+        offsets.append(offset)  # a token ending mid-character adds no characters yet
+        offset += len(decoder.decode(t.piece))
+    return CompletionLogprobs(
+        tokens=[piece_text(t.piece) for t in tokens],
+        token_logprobs=[t.logprob for t in tokens],
+        top_logprobs=[{piece_text(a.piece): a.logprob for a in t.top} for t in tokens],
+        text_offset=offsets,
     )
 
 

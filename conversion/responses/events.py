@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from conversion.errors import OpenAIError
-from conversion.logprobs import TokenLogprob, token_entries
+from conversion.generation import TokenLogprob
+from conversion.logprobs import token_entries
 from conversion.reply import ChoiceEnd, ContentPiece, ReasoningPiece, TurnEvent
 from conversion.responses.items import new_id
 from conversion.responses.output import (

@@ -1,34 +1,26 @@
-"""Responses API input items -> checked item dicts -> the chat messages every protocol
-renders through (`conversion.chat.messages.to_template_messages`).
+"""Responses API input items -> checked item dicts -> the turn's messages
+(`conversion.turn`), which every protocol renders through.
 
 Items are JSON values as the client sent them. `read_items` checks each one (a 400
 names the exact field, e.g. `input[2].content[0].type`), gives it an `id` when it has
 none (stored items are listed and referenced by id), and resolves `item_reference`s.
-`to_chat_messages` maps them, and this server's own output items read back from the
-store, onto chat messages, so a conversation continued with `previous_response_id`
+`to_turn_messages` maps them, and this server's own output items read back from the
+store, onto the turn's messages, so a conversation continued with `previous_response_id`
 renders to exactly the prompt that resending its items would (and so finds the
 engine's prefix cache).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from conversion.chat.wire import (
-    AssistantMessage,
-    CalledFunction,
-    DeveloperMessage,
-    HistoryToolCall,
-    Message,
-    SystemMessage,
-    ToolMessage,
-    UserMessage,
-)
 from conversion.errors import InvalidRequestError
+from conversion.turn import HistoryCall, TurnMessage
 
-__all__ = ("Item", "new_id", "read_items", "to_chat_messages")
+__all__ = ("Item", "new_id", "read_items", "to_turn_messages")
 
 Item = dict[str, Any]
 
@@ -145,44 +137,31 @@ def _text(content: Any) -> str:
     return "\n".join(str(part.get("text", part.get("refusal", ""))) for part in content or ())
 
 
-def to_chat_messages(items: Sequence[Item], instructions: str | None = None) -> list[Message]:
+def to_turn_messages(
+    items: Sequence[Item], instructions: str | None = None
+) -> tuple[TurnMessage, ...]:
     """`instructions` first (a system message), then the items in order. A function
     call joins the assistant message just before it (the one turn that made it), and
     consecutive calls go together, as chat history holds them."""
-    messages: list[Message] = []
+    messages: list[TurnMessage] = []
     if instructions:
-        messages.append(SystemMessage(content=instructions))
+        messages.append(TurnMessage("system", instructions))
     previous_kind = None
     for item in items:
         kind = item["type"]
         if kind == "message":
             role, text = item["role"], _text(item.get("content"))
-            if role == "user":
-                messages.append(UserMessage(content=text))
-            elif role == "system":
-                messages.append(SystemMessage(content=text))
-            elif role == "developer":
-                messages.append(DeveloperMessage(content=text))
-            else:
-                messages.append(AssistantMessage(content=text))
+            messages.append(TurnMessage("system" if role == "developer" else role, text))
         elif kind == "function_call":
-            call = HistoryToolCall(
-                id=item["call_id"],
-                function=CalledFunction(name=item["name"], arguments=item["arguments"]),
-            )
+            call = HistoryCall(item["name"], item["arguments"], item["call_id"])
             last = messages[-1] if messages else None
-            joins = previous_kind in ("function_call", "message") and isinstance(
-                last, AssistantMessage
-            )
-            if joins and isinstance(last, AssistantMessage):
-                last.tool_calls = [*(last.tool_calls or []), call]
+            if previous_kind in ("function_call", "message") and last and last.role == "assistant":
+                messages[-1] = dataclasses.replace(last, calls=(*last.calls, call))
             else:
-                messages.append(AssistantMessage(content=None, tool_calls=[call]))
+                messages.append(TurnMessage("assistant", "", calls=(call,)))
         elif kind == "function_call_output":
-            messages.append(
-                ToolMessage(content=_text(item.get("output")), tool_call_id=item["call_id"])
-            )
+            messages.append(TurnMessage("tool", _text(item.get("output")), call_id=item["call_id"]))
         else:  # reasoning: not shown to the model
             continue
         previous_kind = kind
-    return messages
+    return tuple(messages)

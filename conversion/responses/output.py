@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from conversion.errors import OpenAIError
-from conversion.logprobs import TokenLogprob, token_entries
+from conversion.generation import TokenLogprob
+from conversion.logprobs import token_entries
 from conversion.reply import ChoiceReply
 from conversion.responses.items import new_id
-from conversion.responses.requests import ResponsesSettings
+from conversion.responses.requests import echoed_text
 from conversion.responses.wire import (
     FunctionCallItem,
     IncompleteDetails,
@@ -34,6 +35,7 @@ from conversion.responses.wire import (
     ResponseUsage,
 )
 from conversion.tools import ParsedCall, new_call_id
+from conversion.turn import Turn
 from conversion.wire import Usage
 
 __all__ = (
@@ -112,10 +114,11 @@ def response_usage(usage: Usage) -> ResponseUsage:
 
 @dataclass(frozen=True, slots=True)
 class ResponseDraft:
-    """What a response is before it has output: its id, and the echoed settings."""
+    """What a response is before it has output: its id, and the echoed settings (the
+    request's, with the server's defaults as its turn resolved them)."""
 
     request: ResponsesRequest
-    settings: ResponsesSettings
+    turn: Turn
     model: str
     store: bool
     id: str = field(default_factory=lambda: new_id("resp"))
@@ -130,7 +133,7 @@ class ResponseDraft:
         error: OpenAIError | None = None,
     ) -> Response:
         """`finish_reason` None: still in progress (the stream's first events)."""
-        req, settings = self.request, self.settings
+        req, sampling = self.request, self.turn.params.sampling
         status: Literal["completed", "failed", "in_progress", "incomplete"] = "in_progress"
         incomplete = None
         if error is not None:
@@ -158,12 +161,12 @@ class ResponseDraft:
             safety_identifier=req.safety_identifier,
             service_tier="default",
             store=self.store,
-            temperature=settings.temperature,
-            text=settings.text,
-            tool_choice=settings.tool_choice,
-            tools=settings.tools,
+            temperature=sampling.temperature,
+            text=echoed_text(req),
+            tool_choice=req.tool_choice if req.tool_choice is not None else "auto",
+            tools=list(req.tools or ()),
             top_logprobs=req.top_logprobs or 0,
-            top_p=settings.top_p,
+            top_p=sampling.top_p,
             truncation=req.truncation or "disabled",
             usage=response_usage(usage) if usage is not None else None,
             user=req.user,

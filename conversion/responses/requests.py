@@ -1,4 +1,4 @@
-"""Responses API requests -> generation parameters, a tool plan, and what to echo.
+"""Responses API requests -> a `Turn` (limits checked), and the settings a response echoes.
 
 A field is honoured, accepted and documented as having no effect here (`reasoning`
 on a model that does not reason, `service_tier`, `prompt_cache_key`, ...), or refused
@@ -8,19 +8,21 @@ defaults are the server's, as in chat.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from config.settings import LimitSettings, SamplingDefaults
 from conversion.errors import InvalidRequestError
 from conversion.families import EFFORTS, request_variables
+from conversion.generation import GenerationParams, SamplingParams
 from conversion.json_schema import structured_output_schema
-from conversion.limits import check_max_tokens, check_message_count
-from conversion.params import GenerationParams, SamplingParams
+from conversion.limits import apply_limits, check_max_tokens, check_message_count
+from conversion.responses.items import Item, read_items, to_turn_messages
 from conversion.responses.wire import ResponsesRequest
 from conversion.tools import Function, ToolPlan, function_from_spec, plan_functions
+from conversion.turn import Turn
 
-__all__ = ("LOGPROBS_INCLUDE", "ResponsesSettings", "check_request", "to_settings")
+__all__ = ("LOGPROBS_INCLUDE", "echoed_text", "to_turn")
 
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 KNOWN_INCLUDES = frozenset(
@@ -39,22 +41,7 @@ KNOWN_INCLUDES = frozenset(
 refer to tools and inputs this server does not have)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ResponsesSettings:
-    """A request's generation settings, and the values the response echoes."""
-
-    params: GenerationParams
-    plan: ToolPlan | None
-    temperature: float
-    top_p: float
-    tool_choice: str | dict[str, Any]
-    tools: list[Any]
-    text: dict[str, Any]
-    reasoning_effort: str | None = None
-    template_kwargs: dict[str, Any] | None = None
-
-
-def check_request(req: ResponsesRequest, limits: LimitSettings) -> None:
+def _check_request(req: ResponsesRequest, limits: LimitSettings) -> None:
     """What this server refuses, and the configured limits."""
     if req.background:
         raise InvalidRequestError(
@@ -133,21 +120,25 @@ def _allowed(functions: tuple[Function, ...], choice: dict[str, Any]) -> ToolPla
     return ToolPlan(mode, base.functions, allowed)
 
 
-def to_settings(req: ResponsesRequest, defaults: SamplingDefaults) -> ResponsesSettings:
+def echoed_text(req: ResponsesRequest) -> dict[str, Any]:
+    """The request's `text` as the response echoes it: with its `format`, plain text
+    when none was asked for."""
     text = dict(req.text or {})
-    format_ = text.get("format") or {"type": "text"}
+    return {**text, "format": text.get("format") or {"type": "text"}}
+
+
+def _params(req: ResponsesRequest, defaults: SamplingDefaults) -> GenerationParams:
+    format_ = echoed_text(req)["format"]
     if not isinstance(format_, dict):
         raise InvalidRequestError("text.format must be an object.", param="text.format")
     schema = structured_output_schema(
         format_.get("type"), format_, "text.format.type", "text.format"
     )
-    temperature = defaults.temperature if req.temperature is None else req.temperature
-    top_p = defaults.top_p if req.top_p is None else req.top_p
     logprobs = LOGPROBS_INCLUDE in (req.include or ())
-    params = GenerationParams(
+    return GenerationParams(
         sampling=SamplingParams(
-            temperature=temperature,
-            top_p=top_p,
+            temperature=defaults.temperature if req.temperature is None else req.temperature,
+            top_p=defaults.top_p if req.top_p is None else req.top_p,
             seed=defaults.seed if req.seed is None else req.seed,
         ),
         max_tokens=req.max_output_tokens or defaults.max_tokens,
@@ -156,17 +147,38 @@ def to_settings(req: ResponsesRequest, defaults: SamplingDefaults) -> ResponsesS
         schema_param="text.format.schema",
         logprobs=(req.top_logprobs or 0) if logprobs else None,
     )
-    return ResponsesSettings(
-        params=params,
-        plan=_plan(req.tools, req.tool_choice),
-        temperature=temperature,
-        top_p=top_p,
-        tool_choice=req.tool_choice if req.tool_choice is not None else "auto",
-        tools=list(req.tools or ()),
-        text={**text, "format": format_},
-        reasoning_effort=_effort(req.reasoning),
-        template_kwargs=request_variables(req.chat_template_kwargs),
+
+
+def to_turn(
+    req: ResponsesRequest,
+    defaults: SamplingDefaults,
+    limits: LimitSettings,
+    history: Callable[[str], list[Item]],
+    stored_item: Callable[[str], Item | None],
+) -> tuple[Turn, list[Item]]:
+    """The turn a request asks for, and its own checked input items (to store with its
+    response). The conversation is the stored `history` of `previous_response_id`,
+    then the input items, whose `item_reference`s `stored_item` resolves, after the
+    request's instructions. Both read the store (blocking): the request's own fields
+    are checked first, so a bad request costs no read."""
+    _check_request(req, limits)
+    params = _params(req, defaults)
+    plan = _plan(req.tools, req.tool_choice)
+    effort = _effort(req.reasoning)
+    variables = request_variables(req.chat_template_kwargs)
+    past = history(req.previous_response_id) if req.previous_response_id else []
+    items = read_items(req.input, stored_item)
+    turn = Turn(
+        messages=to_turn_messages([*past, *items], req.instructions),
+        params=apply_limits(params, limits),
+        plan=plan,
+        truncate=req.truncation == "auto",
+        messages_param="input",
+        schema_conflict_param="text.format",
+        reasoning_effort=effort,
+        template_kwargs=variables,
     )
+    return turn, items
 
 
 def _effort(reasoning: dict[str, Any] | None) -> str | None:

@@ -13,7 +13,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.main import create_app
-from tests.conftest import make_settings
+from tests.conftest import EnginePool, make_settings
 
 ClientFactory = Callable[..., AbstractAsyncContextManager[AsyncTestClient[Litestar]]]
 
@@ -30,16 +30,16 @@ async def started_client(
 
 
 @pytest.fixture
-def client_for(model_path: Path) -> ClientFactory:
-    """Build an app (optionally around a wrapped engine) and a client once it is ready."""
+def client_for(model_path: Path, engine_pool: EnginePool) -> ClientFactory:
+    """Build an app around the pool's engine for these settings (optionally wrapped)
+    and a client once it is ready."""
 
     def factory(
         wrap: Callable[[Any], Any] | None = None, *, wait_ready: bool = True, **server: Any
     ) -> Any:
         settings = make_settings(model_path, **server)
-        app = create_app(settings)
-        if wrap is not None:
-            app = create_app(settings, engine=wrap(app.state.engine))
+        engine = engine_pool.lend(settings)
+        app = create_app(settings, engine=engine if wrap is None else wrap(engine))
         return started_client(app, wait_ready=wait_ready)
 
     return factory

@@ -9,6 +9,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from tests.api.conftest import ClientFactory
+
 Client = AsyncTestClient[Litestar]
 HELLO = [{"role": "user", "content": "Hello!"}]
 
@@ -193,22 +195,26 @@ async def test_prompt_longer_than_the_context_is_400_before_anything_starts(clie
         assert "in the messages, 10 in the completion" in error["message"]
 
 
-async def test_a_reply_that_outgrows_the_context_ends_with_length(client: Client) -> None:
-    # ~800 prompt tokens in a 1024 context, and a reply that would go on far longer.
+async def test_a_reply_that_outgrows_the_context_ends_with_length(
+    client_for: ClientFactory,
+) -> None:
+    # ~200 prompt tokens in a 256-token context (reading 800 of a 1,024-token one took
+    # seconds here), and a reply that would go on far longer.
     messages = [
-        {"role": "system", "content": "Notes: " + "apple banana cherry " * 250},
+        {"role": "system", "content": "Notes: " + "apple banana cherry " * 60},
         {"role": "user", "content": "Count from 1 to 1000, separated by commas."},
     ]
-    for max_tokens in (None, 5000):  # no cap, and a cap beyond the context
-        response = await client.post(
-            "/v1/chat/completions",
-            json={"messages": messages, "temperature": 0, "max_tokens": max_tokens},
-        )
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert body["choices"][0]["finish_reason"] == "length"
-        assert body["usage"]["prompt_tokens"] > 700
-        assert body["usage"]["total_tokens"] == 1024
+    async with client_for(model={"n_ctx": 256}) as client:
+        for max_tokens in (None, 5000):  # no cap, and a cap beyond the context
+            response = await client.post(
+                "/v1/chat/completions",
+                json={"messages": messages, "temperature": 0, "max_tokens": max_tokens},
+            )
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["choices"][0]["finish_reason"] == "length"
+            assert body["usage"]["prompt_tokens"] > 175
+            assert body["usage"]["total_tokens"] == 256
 
 
 async def test_models_list_and_retrieve(client: Client) -> None:

@@ -14,12 +14,11 @@ import llama_cpp
 import pytest
 
 from app.engine import worker
-from app.engine.base import TextDelta
 from app.engine.batching import BatchingEngine
 from config import ModelSettings, resolve_model
 from config.settings import SpeculativeSettings
 from conversion.errors import InternalError
-from conversion.params import GenerationParams, SamplingParams
+from conversion.generation import GenerationParams, SamplingParams, TextDelta
 from tests.conftest import TEST_THREADS
 
 

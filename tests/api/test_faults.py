@@ -7,8 +7,8 @@ from typing import Any
 
 import msgspec
 
-from app.engine.base import GenerationEvent
 from conversion.errors import ModelNotReadyError
+from conversion.generation import GenerationEvent
 from tests.api.conftest import ClientFactory
 from tests.api.test_chat_api import HELLO, assert_error
 
@@ -74,17 +74,29 @@ def fails_once() -> tuple[list[FailsMidStream], Callable[[Any], FailsMidStream]]
 
 
 class ExplodesOnTokenize(_Wrapped):
-    def tokenize_chat(self, messages: Any, tools: Any = None) -> Any:
+    def tokenize_chat(self, *args: Any) -> Any:
         raise RuntimeError(SECRET)
 
 
 class StillLoading(_Wrapped):
+    """A model that has not loaded yet: as the real engine does then, every call a
+    request makes is refused."""
+
     @property
     def state(self) -> Any:
         return "loading"
 
     def check_ready(self) -> None:
         raise ModelNotReadyError("The model is still loading; try again shortly.")
+
+    def check_params(self, params: Any) -> Any:
+        self.check_ready()
+
+    def tokenize_chat(self, *args: Any) -> Any:
+        self.check_ready()
+
+    def submit(self, prompt: list[int], params: Any) -> Any:
+        self.check_ready()
 
 
 async def test_error_after_the_stream_started_is_one_in_band_event(

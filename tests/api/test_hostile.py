@@ -123,15 +123,19 @@ async def test_hand_written_hostile_bodies(client: Client, raw: bytes) -> None:
         "/v1/chat/completions", content=raw, headers={"content-type": "application/json"}
     )
     check_envelope(response.status_code, response.content)
-    assert response.status_code >= 400 or b"ud800" in raw  # a lone surrogate may be served
+    assert 400 <= response.status_code < 500, response.text  # a lone surrogate too
 
 
 async def test_an_astronomic_max_tokens_is_served_up_to_the_context(client: Client) -> None:
-    body = b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 99999999999999999999}'
+    body = (
+        b'{"messages": [{"role": "user", "content": "hi"}], "temperature": 0,'
+        b' "max_tokens": 99999999999999999999}'
+    )  # greedy: a sampled reply to "hi" sometimes ran to the end of the context
     response = await client.post(
         "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
     )
     check_envelope(response.status_code, response.content)
+    assert response.status_code == 200, response.text
 
 
 async def test_a_huge_prompt_is_refused_by_context_length_not_a_crash(client: Client) -> None:

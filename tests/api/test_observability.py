@@ -130,5 +130,5 @@ async def _guesses_are_reported(client: AsyncTestClient[Litestar]) -> None:
     assert 0 < stood <= drafted
     share = re.search(r" draft_acceptance=(\S+) ", seen.lines[0])
     assert share is not None
-    assert float(share[1]) == pytest.approx(stood / drafted, abs=0.005)
+    assert share[1] == f"{stood / drafted:.2f}"  # the log line's two decimals
     assert " draft_acceptance=- " in seen.lines[1]  # one token: nothing to guess after it

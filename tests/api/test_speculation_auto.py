@@ -12,12 +12,11 @@ import llama_cpp
 import pytest
 
 from app.engine import batching
-from app.engine.base import Finished
 from app.engine.batching import BatchingEngine
 from app.engine.model import LoadedModel
 from app.engine.shape_probe import logit_drift
 from config import ModelSettings, resolve_model
-from conversion.params import GenerationParams, SamplingParams
+from conversion.generation import Finished, GenerationParams, SamplingParams
 from tests.conftest import TEST_THREADS
 
 PASSAGE = (

@@ -98,6 +98,14 @@ async def test_a_built_in_chat_format_can_be_named(model_path: Path) -> None:
             "/v1/chat/completions", json={"messages": HELLO, "max_tokens": 2}
         )
         assert response.status_code == 200
+        tokens = (await client.post("/tokenize", json={"messages": HELLO})).json()["tokens"]
+        assert response.json()["usage"]["prompt_tokens"] == len(tokens)
+        prompt = (await client.post("/detokenize", json={"tokens": tokens})).json()["content"]
+        # llama-cpp-python's ChatML layout, not the GGUF template's (whose default
+        # system prompt introduces "SmolLM")
+        assert "<|im_start|>user\nHello!<|im_end|>" in prompt
+        assert prompt.endswith("<|im_start|>assistant\n")
+        assert "SmolLM" not in prompt
 
 
 @pytest.mark.parametrize(

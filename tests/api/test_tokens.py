@@ -10,12 +10,121 @@ from litestar.testing import AsyncTestClient
 
 from tests.api.conftest import ClientFactory
 from tests.api.test_chat_api import assert_error
+from tests.e2e.test_reasoning_sdk import TEMPLATE as THINKING_OPENED
 
 Client = AsyncTestClient[Litestar]
 CHAT: list[Any] = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "Héllo, 世界! How many tokens is this?"},
 ]
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+ANSWER = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "answer",
+        "schema": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+    },
+}
+PROMPT_FIELDS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "tools": {"tools": [WEATHER]},
+    "tools, none chosen": {"tools": [WEATHER], "tool_choice": "none"},
+    "tools, required": {"tools": [WEATHER], "tool_choice": "required"},
+    "tools, one named": {
+        "tools": [WEATHER],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+    },
+    "no reasoning": {"reasoning_effort": "none"},
+    "template kwargs": {"chat_template_kwargs": {"enable_thinking": False}},
+    "json schema": {"response_format": ANSWER},
+    "json object": {"response_format": {"type": "json_object"}},
+    "an unknown field": {"tools": [WEATHER], "not_a_field": {"x": 1}},
+}
+"""Chat request fields that may change the prompt, each case sent to `/tokenize` and to
+the chat route: the count must be the chat reply's `usage.prompt_tokens`."""
+
+THINKING_TOOLS = (
+    "{% if tools %}<|im_start|>system\nTools:{% for t in tools %} {{ t.function.name }}"
+    "{% endfor %}<|im_end|>\n{% endif %}"
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
+    "{% for c in m.tool_calls or [] %}<tool_call>{{ c.function.name }}</tool_call>{% endfor %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n"
+    "{% endif %}{% endif %}"
+)
+"""A Qwen3-like template: it lays out tools itself, and its reply may open `<think>`
+(closed in the prompt when `enable_thinking` is false)."""
+
+
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Model settings per template: the embedded model's own (no tools, no thinking),
+    the Qwen3-like one above, and a DeepSeek-R1-like one (tools described in the
+    system message by the server, thinking opened in the prompt unless turned off)."""
+    folder = tmp_path_factory.mktemp("templates")
+    chosen: dict[str, dict[str, Any]] = {"own": {}}
+    for name, source in (("thinking, native tools", THINKING_TOOLS), ("thinking", THINKING_OPENED)):
+        path = folder / f"{len(chosen)}.jinja"
+        path.write_text(source)
+        chosen[name] = {"chat_template_file": str(path)}
+    return chosen
+
+
+async def _count_and_usage(client: Client, fields: dict[str, Any]) -> tuple[int, int]:
+    counted = await client.post("/tokenize", json={"messages": CHAT, **fields})
+    assert counted.status_code == 200, counted.text
+    body = counted.json()
+    assert body["count"] == len(body["tokens"])
+    chat = await client.post(
+        "/v1/chat/completions", json={"messages": CHAT, "max_tokens": 1, **fields}
+    )
+    assert chat.status_code == 200, chat.text
+    return body["count"], chat.json()["usage"]["prompt_tokens"]
+
+
+@pytest.mark.parametrize("template", ["own", "thinking, native tools", "thinking"])
+async def test_tokenize_counts_what_the_chat_request_reads(
+    client_for: ClientFactory, templates: dict[str, dict[str, Any]], template: str
+) -> None:
+    counts = {}
+    async with client_for(model=templates[template]) as client:
+        for case, fields in PROMPT_FIELDS.items():
+            count, usage = await _count_and_usage(client, fields)
+            assert count == usage, case
+            counts[case] = count
+    # the fields did change the prompt: tools described by the server or by the
+    # template, thinking switched off in the prompt, a structured reply's thinking
+    # opened in it
+    assert counts["tools"] > counts["plain"], counts
+    assert counts["tools, none chosen"] == counts["plain"], counts
+    if template != "own":
+        assert counts["no reasoning"] > counts["plain"], counts
+        assert counts["template kwargs"] == counts["no reasoning"], counts
+    if template == "thinking, native tools":
+        assert counts["json schema"] > counts["plain"], counts
+
+
+async def test_tokenize_refuses_a_bad_chat_field_as_the_chat_route_does(client: Client) -> None:
+    for fields, param in (
+        ({"tools": [{"type": "function"}]}, "tools[0].function.name"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+        ({"chat_template_kwargs": {"messages": []}}, "chat_template_kwargs.messages"),
+    ):
+        counted = await client.post("/tokenize", json={"messages": CHAT, **fields})
+        chat = await client.post("/v1/chat/completions", json={"messages": CHAT, **fields})
+        assert assert_error(counted, 400, param=param) == assert_error(chat, 400, param=param)
 
 
 async def test_tokenized_messages_count_like_the_chat_prompt(client: Client) -> None:

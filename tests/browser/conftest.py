@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.conftest import EnginePool
 from tests.e2e.conftest import LiveServer, serve
 
 CHROMIUM = os.environ.get("LLM_SERVICE_CHROMIUM", "/usr/bin/chromium")
@@ -70,6 +71,10 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
+PAGE_CONTEXT = 512
+"""The page's server's context: small, so filling it takes few tokens to read."""
+
+
 @pytest.fixture(scope="module")
-def page_server(model_path: Path) -> Iterator[LiveServer]:
-    yield from serve(model_path)
+def page_server(engine_pool: EnginePool, model_path: Path) -> Iterator[LiveServer]:
+    yield from serve(engine_pool, model_path, model={"n_ctx": PAGE_CONTEXT})

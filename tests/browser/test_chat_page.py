@@ -11,6 +11,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser.conftest import PAGE_CONTEXT
+from tests.conftest import EnginePool
 from tests.e2e.conftest import LiveServer, serve
 
 ANSWER = ".message.assistant"
@@ -124,9 +126,9 @@ def test_context_length_errors_are_shown_and_trimming_recovers(
     page: Page, page_server: LiveServer
 ) -> None:
     open_chat(page, page_server, max_tokens=4)
-    say(page, "word " * 600)
+    say(page, "word " * 300)
     expect(page.locator(ANSWER).last).to_have_attribute("data-state", "done")
-    say(page, "more " * 500)  # with the first turn, past the 1,024-token context
+    say(page, "more " * 250)  # with the first turn, past the 512-token context
     failed = page.locator(ANSWER).last
     expect(failed).to_have_attribute("data-state", "error")
     expect(failed.locator(".error-text")).to_contain_text("maximum context length")
@@ -184,8 +186,10 @@ def test_new_chat_during_a_reply_forgets_it(page: Page, page_server: LiveServer)
 
 
 @pytest.fixture(scope="module")
-def keyed_server(model_path: Path) -> Iterator[LiveServer]:
-    yield from serve(model_path, api_keys=["page-secret"])
+def keyed_server(engine_pool: EnginePool, model_path: Path) -> Iterator[LiveServer]:
+    yield from serve(
+        engine_pool, model_path, api_keys=["page-secret"], model={"n_ctx": PAGE_CONTEXT}
+    )
 
 
 def test_with_api_keys_the_page_asks_for_one(page: Page, keyed_server: LiveServer) -> None:
@@ -217,7 +221,7 @@ def test_dismissing_the_key_dialog_says_a_key_is_needed(
     expect(page.locator("#key-dialog")).to_be_hidden()
 
 
-def test_the_page_can_be_turned_off(model_path: Path) -> None:
-    for root in serve(model_path, chat_page=False):
+def test_the_page_can_be_turned_off(engine_pool: EnginePool, model_path: Path) -> None:
+    for root in serve(engine_pool, model_path, chat_page=False):
         assert httpx.get(root.root + "/").status_code == 404
         assert httpx.get(root.root + "/static/chat.js").status_code == 404

@@ -8,12 +8,13 @@ from pathlib import Path
 import openai
 import pytest
 
+from tests.conftest import EnginePool
 from tests.e2e.conftest import LiveServer, serve
 
 
 @pytest.fixture(scope="module")
-def guarded(model_path: Path) -> Iterator[LiveServer]:
-    yield from serve(model_path, api_keys=["team-key"])
+def guarded(engine_pool: EnginePool, model_path: Path) -> Iterator[LiveServer]:
+    yield from serve(engine_pool, model_path, api_keys=["team-key"])
 
 
 def test_a_wrong_key_raises_the_sdks_authentication_error(guarded: LiveServer) -> None:

@@ -11,6 +11,7 @@ import anthropic
 import httpx
 import pytest
 
+from tests.conftest import EnginePool
 from tests.e2e.conftest import LiveServer, serve
 
 ASK = [{"role": "user", "content": "What is 2+2? Answer with a number only."}]
@@ -223,8 +224,8 @@ def test_a_forced_call_streams_as_input_json(live: LiveServer) -> None:
 
 
 @pytest.fixture
-def keyed(model_path: Path) -> Iterator[LiveServer]:
-    yield from serve(model_path, api_keys=["secret"])
+def keyed(engine_pool: EnginePool, model_path: Path) -> Iterator[LiveServer]:
+    yield from serve(engine_pool, model_path, api_keys=["secret"])
 
 
 def test_keys_by_x_api_key_or_bearer_on_every_protocol(keyed: LiveServer) -> None:
@@ -260,8 +261,10 @@ def test_quiet_streams_get_pings_and_the_sdk_reads_through_them(
         assert "".join(stream.text_stream)
 
 
-def test_a_full_queue_and_a_big_body_keep_anthropics_envelope(model_path: Path) -> None:
-    servers = serve(model_path, slots=1, queue_size=0, limits={"max_body_bytes": 4096})
+def test_a_full_queue_and_a_big_body_keep_anthropics_envelope(
+    engine_pool: EnginePool, model_path: Path
+) -> None:
+    servers = serve(engine_pool, model_path, slots=1, queue_size=0, limits={"max_body_bytes": 4096})
     live = next(servers)
     try:
         huge = {

@@ -19,6 +19,7 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import EnginePool
 from tests.e2e.conftest import LiveServer, serve
 
 STORY: list[Any] = [{"role": "user", "content": "Write a very long story about a dragon."}]
@@ -33,8 +34,15 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
         time.sleep(0.01)
 
 
-def new_record(live: LiveServer, seen: int, timeout: float = 10) -> Any:
-    wait_until(lambda: len(live.engine.records) > seen, timeout)
+def last_record(live: LiveServer) -> Any:
+    records = live.engine.records
+    return records[-1] if records else None
+
+
+def new_record(live: LiveServer, seen: Any, timeout: float = 10) -> Any:
+    """The engine's record of the next request to end after `seen` (`last_record`);
+    the engine keeps the last 64, so a count would stop growing."""
+    wait_until(lambda: last_record(live) is not seen, timeout)
     return live.engine.records[-1]
 
 
@@ -84,7 +92,7 @@ def ask(live: LiveServer, **request: Any) -> Any:
 
 
 def test_disconnect_mid_stream_stops_generation_within_one_token(live: LiveServer) -> None:
-    seen = len(live.engine.records)
+    seen = last_record(live)
     body = {"messages": COUNT, "max_tokens": 600, "temperature": 0, "stream": True}
     with httpx.stream("POST", f"{live.base_url}/chat/completions", json=body, timeout=30) as r:
         lines = r.iter_lines()
@@ -102,7 +110,7 @@ def test_disconnect_mid_stream_stops_generation_within_one_token(live: LiveServe
 
 
 def test_disconnect_while_waiting_for_a_non_streamed_reply_stops_it(live: LiveServer) -> None:
-    seen = len(live.engine.records)
+    seen = last_record(live)
     body = {"messages": COUNT, "max_tokens": 800, "temperature": 0}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{live.base_url}/chat/completions", json=body, timeout=0.5)
@@ -164,8 +172,8 @@ def test_models_and_health_answer_at_once_during_a_generation(live: LiveServer) 
 
 
 @pytest.fixture(scope="module")
-def one_slot(model_path: Path) -> Iterator[LiveServer]:
-    yield from serve(model_path, slots=1)
+def one_slot(engine_pool: EnginePool, model_path: Path) -> Iterator[LiveServer]:
+    yield from serve(engine_pool, model_path, slots=1)
 
 
 def test_requests_are_served_in_arrival_order(one_slot: LiveServer) -> None:
@@ -190,8 +198,8 @@ def test_requests_are_served_in_arrival_order(one_slot: LiveServer) -> None:
 
 
 @pytest.fixture
-def small_queue(model_path: Path) -> Iterator[LiveServer]:
-    yield from serve(model_path, slots=1, queue_size=1)
+def small_queue(engine_pool: EnginePool, model_path: Path) -> Iterator[LiveServer]:
+    yield from serve(engine_pool, model_path, slots=1, queue_size=1)
 
 
 def test_a_full_queue_answers_503_with_retry_after_and_frees_places(
@@ -248,8 +256,8 @@ def test_many_hang_ups_in_a_row_leak_no_slot(live: LiveServer) -> None:
 
 
 @pytest.fixture
-def no_queue(model_path: Path) -> Iterator[LiveServer]:
-    yield from serve(model_path, slots=1, queue_size=0)
+def no_queue(engine_pool: EnginePool, model_path: Path) -> Iterator[LiveServer]:
+    yield from serve(engine_pool, model_path, slots=1, queue_size=0)
 
 
 def test_the_sdk_retries_a_503_after_retry_after_and_gets_served(no_queue: LiveServer) -> None:

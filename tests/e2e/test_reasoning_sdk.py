@@ -20,6 +20,7 @@ from typing import Any
 import openai
 import pytest
 
+from tests.conftest import EnginePool
 from tests.e2e.conftest import LiveServer, serve
 
 TEMPLATE = (
@@ -32,10 +33,12 @@ ASK = [{"role": "user", "content": "Write a long story about a dragon."}]
 
 
 @pytest.fixture(scope="module")
-def thinker(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def thinker(
+    engine_pool: EnginePool, model_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
     template = tmp_path_factory.mktemp("template") / "think.jinja"
     template.write_text(TEMPLATE)
-    yield from serve(model_path, model={"chat_template_file": str(template)})
+    yield from serve(engine_pool, model_path, model={"chat_template_file": str(template)})
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from tests.conftest import EnginePool
 from tests.e2e.conftest import LiveServer, serve
 from tests.e2e.test_concurrency import COUNT, Streamer
 
@@ -155,9 +156,11 @@ def store_dir(tmp_path: Path) -> str:
     return str(tmp_path / "store")
 
 
-def test_a_conversation_survives_a_restart(model_path: Path, store_dir: str) -> None:
+def test_a_conversation_survives_a_restart(
+    engine_pool: EnginePool, model_path: Path, store_dir: str
+) -> None:
     def once() -> Iterator[LiveServer]:
-        return serve(model_path, responses={"dir": store_dir})
+        return serve(engine_pool, model_path, responses={"dir": store_dir})
 
     servers = once()
     live = next(servers)
@@ -252,8 +255,8 @@ def test_an_agent_calls_our_function_tool_and_answers(live: LiveServer) -> None:
 
 
 @pytest.fixture
-def one_slot_no_queue(model_path: Path) -> Iterator[LiveServer]:
-    yield from serve(model_path, slots=1, queue_size=0)
+def one_slot_no_queue(engine_pool: EnginePool, model_path: Path) -> Iterator[LiveServer]:
+    yield from serve(engine_pool, model_path, slots=1, queue_size=0)
 
 
 def test_a_full_queue_is_a_503_with_retry_after_as_in_chat(one_slot_no_queue: LiveServer) -> None:

@@ -20,12 +20,13 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from tests.conftest import EnginePool
 from tests.e2e.conftest import LiveServer, serve
 
 
 @pytest.fixture(scope="module")
-def capped(model_path: Path) -> Iterator[LiveServer]:
-    yield from serve(model_path, limits={"max_tokens": 4, "request_timeout": 5})
+def capped(engine_pool: EnginePool, model_path: Path) -> Iterator[LiveServer]:
+    yield from serve(engine_pool, model_path, limits={"max_tokens": 4, "request_timeout": 5})
 
 
 def test_generated_requests_get_documented_answers(capped: LiveServer) -> None:

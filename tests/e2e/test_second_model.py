@@ -16,7 +16,7 @@ import jsonschema
 import openai
 import pytest
 
-from tests.conftest import TEST_THREADS
+from tests.conftest import TEST_THREADS, EnginePool
 from tests.e2e.conftest import LiveServer, serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,8 +29,8 @@ QUESTIONS = [
 
 
 @pytest.fixture(scope="module")
-def gemma(gemma_path: Path) -> Iterator[LiveServer]:
-    yield from serve(gemma_path, model={"chat_format": "gemma"})
+def gemma(engine_pool: EnginePool, gemma_path: Path) -> Iterator[LiveServer]:
+    yield from serve(engine_pool, gemma_path, model={"chat_format": "gemma"})
 
 
 @pytest.fixture

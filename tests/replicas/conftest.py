@@ -68,7 +68,9 @@ def replicas(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     ]
     try:
         for replica in started:
-            replica.start()
+            replica.launch()
+        for replica in started:
+            replica.wait_ready()
         yield started
     finally:
         for replica in started:

@@ -191,7 +191,7 @@ def test_cached_tokens_in_the_usage_show_the_reuse_of_a_long_conversation(
 ) -> None:
     """OpenAI counts `cached_tokens` only from 1,024-token prompts: a long first turn."""
     topic = uuid.uuid4().hex
-    facts = " ".join(f"River {i} is {i * 7} km long." for i in range(120))
+    facts = " ".join(f"River {i} is {i * 7} km long." for i in range(90))  # ~1,130 tokens
     question = f"Session {topic}. {facts}\nWhich river is the longest?"
     messages: list[dict[str, str]] = [{"role": "user", "content": question}]
     served = []

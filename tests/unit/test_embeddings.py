@@ -17,10 +17,10 @@ from conversion.embeddings import (
     check_request_tokens,
     embedding_list,
     encode_embedding,
-    input_param,
     split_input,
 )
 from conversion.errors import InvalidRequestError
+from conversion.inputs import item_param
 
 decode_request = msgspec.json.Decoder(EmbeddingRequest)
 
@@ -68,9 +68,9 @@ def test_the_most_inputs_openai_allows_are_accepted() -> None:
 
 
 def test_input_param_names_the_index_only_among_several() -> None:
-    assert input_param(0, 1) == "input"
-    assert input_param(0, 2) == "input[0]"
-    assert input_param(7, 9) == "input[7]"
+    assert item_param("input", 0, 1) == "input"
+    assert item_param("input", 0, 2) == "input[0]"
+    assert item_param("input", 7, 9) == "input[7]"
 
 
 @pytest.mark.parametrize(

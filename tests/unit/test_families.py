@@ -28,7 +28,7 @@ from conversion.families import (
     template_variables,
     thinking_state,
 )
-from conversion.params import ThinkingPlan
+from conversion.generation import ThinkingPlan
 from conversion.structure import FreeText, Json, Literal, Structure
 from conversion.tools import ToolPlan, plan_tools
 

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from app.engine.jobs import JobQueue
-from conversion.params import GenerationParams, SamplingParams
+from conversion.generation import GenerationParams, SamplingParams
 
 
 def params(time_limit: float | None) -> GenerationParams:

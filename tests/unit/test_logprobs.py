@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-from conversion.logprobs import Alternative, TokenLogprob, to_chat_logprobs, to_completion_logprobs
+from conversion.chat.replies import to_chat_logprobs
+from conversion.completions.mapping import to_completion_logprobs
+from conversion.generation import Alternative, TokenLogprob
 
 TOKENS = [
     TokenLogprob(b"Hi", -0.5, (Alternative(b"Hi", -0.5), Alternative(b"Hello", -1.5))),

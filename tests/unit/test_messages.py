@@ -1,4 +1,4 @@
-"""OpenAI messages -> chat-template messages."""
+"""OpenAI messages -> the turn's messages -> chat-template messages."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ from typing import Any
 import msgspec
 import pytest
 
-from conversion.chat.messages import to_template_messages
+from conversion.chat.messages import to_turn_messages
 from conversion.chat.wire import ChatCompletionRequest
 from conversion.errors import InvalidRequestError
+from conversion.families import ToolSyntax
+from conversion.turn import template_messages
 
 
 def render(messages: list[dict[str, Any]], *, native_tools: bool = True) -> list[dict[str, Any]]:
     req = msgspec.convert({"messages": messages}, ChatCompletionRequest)
-    return to_template_messages(req.messages, native_tools=native_tools)
+    turn_messages = to_turn_messages(req.messages)
+    return template_messages(turn_messages, native_tools=native_tools, syntax=ToolSyntax())
 
 
 def test_roles_and_string_content() -> None:

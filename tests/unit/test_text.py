@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conversion.text import TextAssembler
+from app.engine.text import TextAssembler
 
 
 def run(pieces: list[bytes], stop: tuple[str, ...] = ()) -> tuple[list[str], bool]:
