@@ -130,7 +130,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         finally:
             watcher.cancel()
             await anyio.to_thread.run_sync(the_engine.close)
-            store.close()
+            await anyio.to_thread.run_sync(store.close)  # SQLite may checkpoint: not on the loop
             restore_signals()
 
     page = chat_page_routes() if settings.server.chat_page else []

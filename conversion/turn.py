@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgspec
+
 from conversion.errors import InvalidRequestError
 from conversion.families import Family, ToolSyntax, template_variables
 from conversion.generation import GenerationParams, TemplateMessage
@@ -43,8 +45,7 @@ __all__ = (
 Role = Literal["system", "user", "assistant", "tool"]
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryCall:
+class HistoryCall(msgspec.Struct, frozen=True, omit_defaults=True):
     """A tool call an earlier assistant message made, sent back as history."""
 
     name: str
@@ -53,18 +54,19 @@ class HistoryCall:
     id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TurnMessage:
+class TurnMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     """A message of the conversation, whatever its protocol called it (OpenAI's
-    `developer` and Anthropic's `system` field are `system` here)."""
+    `developer` and Anthropic's `system` field are `system` here). A Struct that leaves
+    out what a message does not have, so `server.log_prompts` logs it as chat
+    messages read."""
 
     role: Role
     content: str
     """Its text parts, joined; "" for an assistant message that only made calls."""
     name: str | None = None
-    calls: tuple[HistoryCall, ...] = ()
+    tool_calls: tuple[HistoryCall, ...] = ()
     """An assistant message's tool calls."""
-    call_id: str | None = None
+    tool_call_id: str | None = None
     """A tool message's answer to this call."""
 
 
@@ -93,7 +95,8 @@ def _arguments(arguments: str | dict[str, Any], native: bool) -> Any:
     """Hugging Face templates expect the arguments parsed (OpenAI sends a string); text
     written in the family's syntax wants the string."""
     if native and isinstance(arguments, str):
-        with contextlib.suppress(ValueError):  # else the template gets the string
+        # else the template gets the string (RecursionError: nested past Python's limit)
+        with contextlib.suppress(ValueError, RecursionError):
             return json.loads(arguments)
     elif not native and not isinstance(arguments, str):
         return json.dumps(arguments, ensure_ascii=False)
@@ -102,7 +105,7 @@ def _arguments(arguments: str | dict[str, Any], native: bool) -> Any:
 
 def _calls(message: TurnMessage, native: bool, syntax: ToolSyntax) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
-    for call in message.calls:
+    for call in message.tool_calls:
         out: dict[str, Any] = {
             "type": "function",
             "function": {"name": call.name, "arguments": _arguments(call.arguments, native)},
@@ -129,11 +132,11 @@ def template_messages(
                     "role": "user",
                     "content": f"<tool_response>\n{message.content}\n</tool_response>",
                 }
-            elif message.call_id is not None:
-                out["tool_call_id"] = syntax.history_id(message.call_id)
+            elif message.tool_call_id is not None:
+                out["tool_call_id"] = syntax.history_id(message.tool_call_id)
         elif message.name is not None:
             out["name"] = message.name
-        if message.calls:
+        if message.tool_calls:
             calls = _calls(message, native_tools, syntax)
             if native_tools:
                 out["tool_calls"] = calls

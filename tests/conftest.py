@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from app.engine.base import ChatPrompt, EngineState, Generation
 from app.engine.batching import BatchingEngine
 from config import ModelSettings, Settings
 from config.model_source import embedded_model_path, resolve_model
@@ -29,6 +30,8 @@ from config.settings import (
     ServerSettings,
     SpeculativeSettings,
 )
+from conversion.families import Family
+from conversion.generation import GenerationParams
 
 TEST_THREADS = 2
 """Set explicitly: tests must not depend on (or oversubscribe) the machine's cores."""
@@ -112,13 +115,71 @@ class SharedEngine:
     """An engine of the pool, lent to one app. The app's lifespan starts and closes its
     engine; a loan's `start` does nothing (the pool started it) and its `close` waits
     until the engine is idle again, so no generation of one test runs into the next.
-    Everything else is the engine's own."""
+    Everything else is the engine's own. The `Engine` protocol's members are spelt
+    out: a runtime-checked protocol finds members with `inspect.getattr_static` from
+    Python 3.12 on, which does not see `__getattr__`."""
 
     def __init__(self, engine: BatchingEngine) -> None:
         self.engine = engine
+        self.model_id = engine.model_id
+        self.created = engine.created
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Any:  # what tests read beyond the protocol
         return getattr(self.engine, name)
+
+    @property
+    def state(self) -> EngineState:
+        return self.engine.state
+
+    @property
+    def load_seconds(self) -> float:
+        return self.engine.load_seconds
+
+    @property
+    def context_length(self) -> int:
+        return self.engine.context_length
+
+    @property
+    def renders_tools(self) -> bool:
+        return self.engine.renders_tools
+
+    @property
+    def family(self) -> Family:
+        return self.engine.family
+
+    @property
+    def embedding_size(self) -> int | None:
+        return self.engine.embedding_size
+
+    def check_ready(self) -> None:
+        self.engine.check_ready()
+
+    def queue_depth(self) -> int:
+        return self.engine.queue_depth()
+
+    def active(self) -> int:
+        return self.engine.active()
+
+    def wait_loaded(self) -> EngineState:
+        return self.engine.wait_loaded()
+
+    def tokenize_chat(self, *args: Any, **kwargs: Any) -> ChatPrompt:
+        return self.engine.tokenize_chat(*args, **kwargs)
+
+    def tokenize_text(self, text: str, *, add_special: bool) -> list[int]:
+        return self.engine.tokenize_text(text, add_special=add_special)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return self.engine.detokenize(tokens)
+
+    def embed(self, *args: Any) -> list[list[float]]:
+        return self.engine.embed(*args)
+
+    def check_params(self, params: GenerationParams) -> GenerationParams:
+        return self.engine.check_params(params)
+
+    def submit(self, prompt: list[int], params: GenerationParams) -> Generation:
+        return self.engine.submit(prompt, params)
 
     def start(self) -> None:
         pass
@@ -146,7 +207,10 @@ class EnginePool:
             [settings.model, settings.server.queue_size, settings.speculative]
         )
         engine = self._engines.get(key)
-        if engine is None or engine.state in ("failed", "closed"):
+        if engine is not None and engine.state in ("failed", "closed"):
+            engine.close()  # frees what is left of it
+            engine = None
+        if engine is None:
             engine = BatchingEngine(
                 resolve_model(settings.model),
                 settings.model,

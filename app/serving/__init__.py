@@ -1,4 +1,5 @@
-"""Serving logic behind the routes: chat and legacy completions, one or many choices."""
+"""Serving logic behind the routes (which stay HTTP only): each protocol's adapter over
+the shared turn core (`turns`, `prompt`), legacy completions, embeddings and tokens."""
 
 from app.serving.chat import create_chat_completion
 from app.serving.completions import create_completion

@@ -17,7 +17,7 @@ from litestar import Request
 from app.engine.base import Engine
 from app.errors import to_openai_error
 from app.metrics import Metrics
-from app.serving.prompt import counted_prompt
+from app.serving.prompt import turn_prompt
 from app.serving.stream import sse_body
 from app.serving.turns import start_turn
 from app.sse import typed_event
@@ -87,7 +87,7 @@ async def create_message(
 
 
 async def count_tokens(body: CountTokensRequest, engine: Engine, settings: Settings) -> InputTokens:
-    """The prompt tokens the same request would read (its usage's input and cache reads)."""
-    engine.check_ready()
-    turn = to_count_turn(body, settings.limits)
-    return InputTokens(input_tokens=len((await counted_prompt(turn, engine, settings)).tokens))
+    """The prompt tokens the same request would read (its usage's input and cache reads),
+    checked as that request would be."""
+    rendered = await turn_prompt(engine, to_count_turn(body, settings.limits), settings, fit=False)
+    return InputTokens(input_tokens=len(rendered.prompt.tokens))

@@ -1,11 +1,13 @@
-"""A turn's prompt: rendered with the model's chat template and tokenized, one way for
-every protocol and for every count.
+"""A turn's prompt: checked, rendered with the model's chat template and tokenized, one
+way for every protocol and for every count.
 
-`start_turn` submits what `turn_prompt` renders; `/tokenize`, Anthropic's count_tokens
-and the like count the same prompt (`counted_prompt`), so a count is what the request
-would read: the template-ready messages and tools (`conversion.turn.template_inputs`),
-the template variables of its reasoning settings and `chat_template_kwargs`, and the
-thinking block a structured reply opens in the prompt.
+`start_turn` submits what `turn_prompt` renders; `/tokenize` and Anthropic's
+count_tokens count the same prompt, after the same checks, so a count is what the
+request would read: the template-ready messages and tools
+(`conversion.turn.template_inputs`), the template variables of its reasoning settings
+and `chat_template_kwargs`, and the thinking block a structured reply opens in the
+prompt. Only whether it leaves room for the reply is the generation's question, not
+the count's: a client counts to find out.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from conversion.generation import GenerationParams, ThinkingPlan
 from conversion.params import check_context_length
 from conversion.turn import Turn, TurnMessage, structured_params, template_inputs, turn_variables
 
-__all__ = ("TurnPrompt", "counted_prompt", "turn_prompt")
+__all__ = ("TurnPrompt", "turn_prompt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,43 +75,30 @@ async def _prompt(
 
 
 async def turn_prompt(
-    engine: Engine,
-    turn: Turn,
-    params: GenerationParams,
-    settings: Settings,
-    *,
-    fit: bool = True,
+    engine: Engine, turn: Turn, settings: Settings, *, fit: bool = True
 ) -> TurnPrompt:
-    """Render and tokenize `turn` (in a worker thread) for generating with `params`
-    (its `structured_params`, checked or not). `fit`: refuse a prompt that leaves no
-    room for the reply, or drop its oldest messages when the turn asks for that.
+    """Check `turn`'s params (grammars for a structured reply or a forced call, token
+    ids the vocabulary must have) and render and tokenize its prompt, in worker
+    threads. `fit`: refuse a prompt that leaves no room for the reply, or drop its
+    oldest messages when the turn asks for that; a count does neither.
 
     A reply that must match a grammar and may or may not think gets its thinking
     opened in the prompt, as templates that force thinking do: the grammar then waits
     for its end."""
     family = engine.family
+    structured = structured_params(turn, family)
+    params = await anyio.to_thread.run_sync(engine.check_params, structured)
     render = _renderer(engine, turn, settings.model.reasoning_effort)
     prompt, dropped = await _prompt(render, engine, turn, params, fit, "")
-    state = thinking_state(family, prompt.text)
+    markers, state = family.thinking, thinking_state(family, prompt.text)
     thinking = None
-    if family.thinking is not None and state not in (None, "closed"):
+    if markers is not None and state not in (None, "closed"):
         if state == "free" and (params.structure or params.json_schema) is not None:
-            prompt, dropped = await _prompt(
-                render, engine, turn, params, fit, family.thinking.start
-            )
+            prompt, dropped = await _prompt(render, engine, turn, params, fit, markers.start)
             state = "open"
-        start = family.thinking.start if state == "free" else None
-        thinking = ThinkingPlan(family.thinking.end, start)
+        thinking = ThinkingPlan(markers.end, markers.start if state == "free" else None)
     params = dataclasses.replace(params, thinking=thinking, stop=params.stop + prompt.stop)
     return TurnPrompt(prompt, params, dropped)
-
-
-async def counted_prompt(turn: Turn, engine: Engine, settings: Settings) -> ChatPrompt:
-    """The prompt `start_turn` would submit for the same turn, for a count: the same
-    template, tools, variables and thinking. Whether it fits the context is the
-    generation's question, not the count's."""
-    params = structured_params(turn, engine.family)
-    return (await turn_prompt(engine, turn, params, settings, fit=False)).prompt
 
 
 def _fits(prompt: ChatPrompt, params: GenerationParams, context: int) -> bool:

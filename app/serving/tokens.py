@@ -1,9 +1,10 @@
 """`/tokenize` and `/detokenize`: counting and reading tokens without generating.
 
-`/tokenize` with `messages` maps its body with the chat request's own mapping and
-renders it as `start_turn` would (`app.serving.prompt.counted_prompt`): tools, tool
+`/tokenize` with `messages` maps its body with the chat request's own mapping, checks
+and renders it as `start_turn` would (`app.serving.prompt.turn_prompt`): tools, tool
 choice, reasoning effort, template variables and a structured reply's opened thinking
-all count, so its `count` equals that chat request's `usage.prompt_tokens`.
+all count, so its `count` equals that chat request's `usage.prompt_tokens`. With
+`content` the chat fields mean nothing and are ignored, as unknown fields are.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import anyio
 from msgspec import UNSET
 
 from app.engine.base import Engine
-from app.serving.prompt import counted_prompt
+from app.serving.prompt import turn_prompt
 from config.settings import Settings
 from conversion.chat.requests import to_turn
 from conversion.errors import InvalidRequestError
@@ -31,9 +32,8 @@ async def tokenize(body: TokenizeRequest, engine: Engine, settings: Settings) ->
     if (body.content is UNSET) == (body.messages is UNSET):
         raise InvalidRequestError("Send exactly one of `content` and `messages`.", param="content")
     if body.messages is not UNSET:
-        engine.check_ready()
         turn = to_turn(body, body.messages, settings.sampling, settings.limits)
-        tokens = (await counted_prompt(turn, engine, settings)).tokens
+        tokens = (await turn_prompt(engine, turn, settings, fit=False)).prompt.tokens
     else:
         text, special = body.content, body.add_special
         assert isinstance(text, str)

@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 import msgspec
 from litestar import Request
 
@@ -38,7 +37,7 @@ from conversion.generation import TextDelta, TokenLogprob
 from conversion.params import per_choice
 from conversion.reply import ChoiceEnd, ChoiceReply, ContentPiece, ReasoningPiece, TurnEvent
 from conversion.tools import ToolPlan
-from conversion.turn import Turn, structured_params
+from conversion.turn import Turn
 from conversion.usage import UsagePart, combined_usage
 from conversion.wire import Usage
 
@@ -144,8 +143,7 @@ async def start_turn(
 ) -> StartedTurn:
     """Check, render, tokenize and queue the turn's choices (see the module docstring)."""
     family = engine.family
-    checked = await anyio.to_thread.run_sync(engine.check_params, structured_params(turn, family))
-    rendered = await turn_prompt(engine, turn, checked, settings)
+    rendered = await turn_prompt(engine, turn, settings)
     jobs = [(rendered.prompt.tokens, p) for p in per_choice(rendered.params, turn.choices)]
     fanout = submit_all(engine, jobs)
     stats = request_stats(request.scope)

@@ -99,7 +99,7 @@ def _message(raw: Any, index: int) -> list[TurnMessage]:
             if not isinstance(block.get("tool_use_id"), str):
                 raise _fail("A tool_result block needs `tool_use_id`.", f"{here}.tool_use_id")
             results.append(
-                TurnMessage("tool", _result_text(block, here), call_id=block["tool_use_id"])
+                TurnMessage("tool", _result_text(block, here), tool_call_id=block["tool_use_id"])
             )
         elif kind not in _SKIPPED:
             raise _fail(
@@ -108,7 +108,7 @@ def _message(raw: Any, index: int) -> list[TurnMessage]:
             )
     text = "\n".join(texts)
     if raw["role"] == "assistant":
-        return [TurnMessage("assistant", text, calls=tuple(calls))]
+        return [TurnMessage("assistant", text, tool_calls=tuple(calls))]
     return [*results, TurnMessage("user", text)] if text or not results else results
 
 

@@ -47,7 +47,7 @@ def _message(message: Message, param: str) -> TurnMessage:
     text = _text(message.content, f"{param}.content")
     if isinstance(message, ToolMessage):
         call_id = None if message.tool_call_id is UNSET else message.tool_call_id
-        return TurnMessage("tool", text, call_id=call_id)
+        return TurnMessage("tool", text, tool_call_id=call_id)
     name = None if message.name is UNSET else message.name
     if isinstance(message, SystemMessage | DeveloperMessage):
         return TurnMessage("system", text, name)

@@ -12,10 +12,11 @@ engine's prefix cache).
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import msgspec
 
 from conversion.errors import InvalidRequestError
 from conversion.turn import HistoryCall, TurnMessage
@@ -156,11 +157,13 @@ def to_turn_messages(
             call = HistoryCall(item["name"], item["arguments"], item["call_id"])
             last = messages[-1] if messages else None
             if previous_kind in ("function_call", "message") and last and last.role == "assistant":
-                messages[-1] = dataclasses.replace(last, calls=(*last.calls, call))
+                calls = (*last.tool_calls, call)
+                messages[-1] = msgspec.structs.replace(last, tool_calls=calls)
             else:
-                messages.append(TurnMessage("assistant", "", calls=(call,)))
+                messages.append(TurnMessage("assistant", "", tool_calls=(call,)))
         elif kind == "function_call_output":
-            messages.append(TurnMessage("tool", _text(item.get("output")), call_id=item["call_id"]))
+            output = _text(item.get("output"))
+            messages.append(TurnMessage("tool", output, tool_call_id=item["call_id"]))
         else:  # reasoning: not shown to the model
             continue
         previous_kind = kind

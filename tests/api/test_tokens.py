@@ -121,6 +121,7 @@ async def test_tokenize_refuses_a_bad_chat_field_as_the_chat_route_does(client: 
         ({"tool_choice": "required"}, "tool_choice"),
         ({"reasoning_effort": "extreme"}, "reasoning_effort"),
         ({"chat_template_kwargs": {"messages": []}}, "chat_template_kwargs.messages"),
+        ({"logit_bias": {"99999999": 1}}, "logit_bias"),  # only the model knows its vocabulary
     ):
         counted = await client.post("/tokenize", json={"messages": CHAT, **fields})
         chat = await client.post("/v1/chat/completions", json={"messages": CHAT, **fields})

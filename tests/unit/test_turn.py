@@ -16,10 +16,10 @@ from conversion.anthropic.wire import CountTokensRequest, MessagesRequest
 from conversion.chat.requests import to_turn as chat_turn
 from conversion.chat.wire import ChatCompletionRequest
 from conversion.errors import InvalidRequestError
-from conversion.families import FALLBACK, detect_family
+from conversion.families import FALLBACK, ToolSyntax, detect_family
 from conversion.responses.requests import to_turn as responses_turn
 from conversion.responses.wire import ResponsesRequest
-from conversion.turn import HistoryCall, Turn, TurnMessage, template_inputs
+from conversion.turn import HistoryCall, Turn, TurnMessage, template_inputs, template_messages
 
 DEFAULTS, LIMITS = SamplingDefaults(), LimitSettings()
 WEATHER = {
@@ -30,8 +30,10 @@ WEATHER = {
 CONVERSATION = (
     TurnMessage("system", "Be brief."),
     TurnMessage("user", "Weather in Oslo?"),
-    TurnMessage("assistant", "", calls=(HistoryCall("get_weather", '{"city": "Oslo"}', "c1"),)),
-    TurnMessage("tool", "sunny", call_id="c1"),
+    TurnMessage(
+        "assistant", "", tool_calls=(HistoryCall("get_weather", '{"city": "Oslo"}', "c1"),)
+    ),
+    TurnMessage("tool", "sunny", tool_call_id="c1"),
     TurnMessage("user", "And tomorrow?"),
 )
 
@@ -183,3 +185,12 @@ def test_limits_are_checked_inside_each_mapping() -> None:
         with pytest.raises(InvalidRequestError) as refused:
             map_request()
         assert refused.value.param == param
+
+
+def test_arguments_nested_past_pythons_limit_reach_the_template_as_sent() -> None:
+    """A client's history call whose arguments `json.loads` cannot parse for depth (a
+    RecursionError, not a ValueError) is passed on as the string, not a 500."""
+    deep = "[" * 100_000 + "]" * 100_000
+    message = TurnMessage("assistant", "", tool_calls=(HistoryCall("f", deep, "c1"),))
+    [out] = template_messages([message], native_tools=True, syntax=ToolSyntax())
+    assert out["tool_calls"][0]["function"]["arguments"] == deep
