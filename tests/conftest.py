@@ -111,75 +111,93 @@ IDLE_TIMEOUT = 30.0
 """Seconds a test's app may take, once it stops, to let its shared engine go idle."""
 
 
-class SharedEngine:
-    """An engine of the pool, lent to one app. The app's lifespan starts and closes its
-    engine; a loan's `start` does nothing (the pool started it) and its `close` waits
-    until the engine is idle again, so no generation of one test runs into the next.
-    Everything else is the engine's own. The `Engine` protocol's members are spelt
-    out: a runtime-checked protocol finds members with `inspect.getattr_static` from
-    Python 3.12 on, which does not see `__getattr__`."""
+class DelegatingEngine:
+    """An `Engine` that hands every call to `inner`, for tests to override a few. The
+    protocol's members are spelt out: a runtime-checked protocol finds members with
+    `inspect.getattr_static` from Python 3.12 on, which does not see `__getattr__`
+    (kept for what tests read beyond the protocol, such as `records`)."""
 
-    def __init__(self, engine: BatchingEngine) -> None:
-        self.engine = engine
-        self.model_id = engine.model_id
-        self.created = engine.created
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.model_id: str = inner.model_id
+        self.created: int = inner.created
 
-    def __getattr__(self, name: str) -> Any:  # what tests read beyond the protocol
-        return getattr(self.engine, name)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
     @property
     def state(self) -> EngineState:
-        return self.engine.state
+        return self.inner.state
 
     @property
     def load_seconds(self) -> float:
-        return self.engine.load_seconds
+        return self.inner.load_seconds
 
     @property
     def context_length(self) -> int:
-        return self.engine.context_length
+        return self.inner.context_length
 
     @property
     def renders_tools(self) -> bool:
-        return self.engine.renders_tools
+        return self.inner.renders_tools
 
     @property
     def family(self) -> Family:
-        return self.engine.family
+        return self.inner.family
 
     @property
     def embedding_size(self) -> int | None:
-        return self.engine.embedding_size
+        return self.inner.embedding_size
 
     def check_ready(self) -> None:
-        self.engine.check_ready()
+        self.inner.check_ready()
 
     def queue_depth(self) -> int:
-        return self.engine.queue_depth()
+        return self.inner.queue_depth()
 
     def active(self) -> int:
-        return self.engine.active()
+        return self.inner.active()
 
     def wait_loaded(self) -> EngineState:
-        return self.engine.wait_loaded()
+        return self.inner.wait_loaded()
 
     def tokenize_chat(self, *args: Any, **kwargs: Any) -> ChatPrompt:
-        return self.engine.tokenize_chat(*args, **kwargs)
+        return self.inner.tokenize_chat(*args, **kwargs)
 
     def tokenize_text(self, text: str, *, add_special: bool) -> list[int]:
-        return self.engine.tokenize_text(text, add_special=add_special)
+        return self.inner.tokenize_text(text, add_special=add_special)
 
     def detokenize(self, tokens: list[int]) -> str:
-        return self.engine.detokenize(tokens)
+        return self.inner.detokenize(tokens)
 
     def embed(self, *args: Any) -> list[list[float]]:
-        return self.engine.embed(*args)
+        return self.inner.embed(*args)
 
     def check_params(self, params: GenerationParams) -> GenerationParams:
-        return self.engine.check_params(params)
+        return self.inner.check_params(params)
 
     def submit(self, prompt: list[int], params: GenerationParams) -> Generation:
-        return self.engine.submit(prompt, params)
+        return self.inner.submit(prompt, params)
+
+    def start(self) -> None:
+        self.inner.start()
+
+    def drain(self, grace: float) -> None:
+        self.inner.drain(grace)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class SharedEngine(DelegatingEngine):
+    """An engine of the pool, lent to one app. The app's lifespan starts and closes its
+    engine; a loan's `start` does nothing (the pool started it) and its `close` waits
+    until the engine is idle again, so no generation of one test runs into the next.
+    Everything else is the engine's own."""
+
+    def __init__(self, engine: BatchingEngine) -> None:
+        super().__init__(engine)
+        self.engine = engine
 
     def start(self) -> None:
         pass

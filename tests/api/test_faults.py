@@ -11,26 +11,13 @@ from conversion.errors import ModelNotReadyError
 from conversion.generation import GenerationEvent
 from tests.api.conftest import ClientFactory
 from tests.api.test_chat_api import HELLO, assert_error
+from tests.conftest import DelegatingEngine
 
 SECRET = "/secret/internal/path.gguf"
 
 
-class _Wrapped:
+class _Wrapped(DelegatingEngine):
     """Delegates everything to the real engine unless a test overrides it."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    @property
-    def state(self) -> Any:
-        return self._inner.state
-
-    @property
-    def context_length(self) -> int:
-        return int(self._inner.context_length)
 
 
 class FailsMidStream(_Wrapped):
@@ -39,7 +26,7 @@ class FailsMidStream(_Wrapped):
     last: Any = None
 
     def submit(self, prompt: list[int], params: Any) -> Any:
-        real = self._inner.submit(prompt, params)
+        real = self.inner.submit(prompt, params)
         if self.last is not None:
             return real
 
