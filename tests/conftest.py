@@ -10,6 +10,7 @@ dies) build their own.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -33,13 +34,49 @@ from config.settings import (
 from conversion.families import Family
 from conversion.generation import GenerationParams
 
-TEST_THREADS = 2
-"""Set explicitly: tests must not depend on (or oversubscribe) the machine's cores."""
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+"""pytest-xdist's processes running tests side by side (scripts/dev.py runs two)."""
+TEST_THREADS = max(1, 2 // WORKERS)
+"""Set explicitly: tests must not depend on (or oversubscribe) the machine's cores. The
+suite is sized for 2 cores: one worker runs its engines on both, two workers on one
+each, so their engines never wait on a thread the other's has taken."""
+
+
+TIERS = ("api", "replicas", "e2e", "browser", "unit")
+"""The order the tiers' files are handed to the workers: the longest files (the api
+tier's speculation tests, the replicas) early, so the last ones (unit tests of a second
+or less) even out when the two workers finish."""
+
+
+def _tier(item: pytest.Item) -> str:
+    return next((part for part in reversed(item.path.parts) if part in TIERS), "")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The checks of the native library run first (the sort is stable)."""
-    items.sort(key=lambda item: item.get_closest_marker("native_library") is None)
+    """The checks of the native library run first, then the tiers in `TIERS` order
+    (the sort is stable: within a tier, files and tests keep pytest's order)."""
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("native_library") is None,
+            TIERS.index(_tier(item)) if _tier(item) else len(TIERS),
+        )
+    )
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent with -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With two workers each test file goes whole to one of them, so a module's fixtures
+    start their engines once, and the replica tests all go to one: they share three
+    replica processes and a proxy for the session. Files are handed out in the order
+    above (scripts/dev.py turns xdist's own reordering off)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "tests/replicas" if path.startswith("tests/replicas/") else path
+
+    return FileScheduling(config, log)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -111,15 +111,17 @@ class Placement:
     """Another free slot whose cache is copied into `slot` first (then cut to `keep`)."""
 
 
-def pick_slot(free: Sequence[Slot], prompt: Sequence[int]) -> Placement:
+def pick_slot(free: Sequence[Slot], prompt: Sequence[int], busy: Sequence[Slot] = ()) -> Placement:
     """Place `prompt` in one of the free slots.
 
     A slot whose cache the prompt continues (all of it but `CONTINUE_SLACK` tokens, e.g.
     a chat resending its history) wins, the longest match first. Otherwise the prompt
     goes to an empty slot, else to the least recently used one, so that a new
     conversation sharing only a system prompt does not evict another's history; if
-    another slot shares a longer start (the system prompt, a document), that part of
-    its cache is copied over rather than evaluated again.
+    another slot, free or `busy` generating, shares a longer start (the system prompt
+    and tools of a batch job's requests, a document), that part of its cache is copied
+    over rather than evaluated again: what a busy slot has cached is final, and the
+    copy is made between decode steps.
 
     At least the last prompt token is always evaluated again: its logits give the first
     reply token.
@@ -139,6 +141,7 @@ def pick_slot(free: Sequence[Slot], prompt: Sequence[int]) -> Placement:
     target = empty[0] if empty else min(free, key=lambda slot: slot.last_used)
     own = keep(target) if target.cached else 0
     donors = [(k, slot) for k, slot in matches if slot is not target]
+    donors += [(keep(slot), slot) for slot in busy if slot.cached]
     if donors:
         donor_keep, donor = max(donors, key=lambda pair: pair[0])
         if donor_keep >= own + COPY_WORTH:

@@ -118,7 +118,8 @@ class DecodeLoop:
                 self._queue.finish(job, JobRecord("failed", len(job.prompt), 0, 0, 0, None))
                 job.put(InternalError("Generation failed."))
                 continue
-            place = pick_slot(free, job.prompt)
+            busy = [slot for slot in self._slots if slot.job is not None]
+            place = pick_slot(free, job.prompt, busy)
             slot, keep = place.slot, place.keep
             free.remove(slot)
             if place.copy_from is not None:

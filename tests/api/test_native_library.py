@@ -1,8 +1,9 @@
 """The llama.cpp library under the suite: it must not crash on this CPU (issue: AMX).
 
-These run first (see tests/conftest.py) and stop the session when they fail, so a
-library that would die with "Illegal instruction" gives one clear failure that says how
-to rebuild, instead of killing pytest halfway through with SIGILL.
+These run first (see tests/conftest.py; with two workers, first in one of them) and
+stop the session when they fail, so a library that would die with "Illegal instruction"
+gives one clear failure that says how to rebuild, instead of killing pytest halfway
+through with SIGILL.
 """
 
 from __future__ import annotations

@@ -80,11 +80,9 @@ def serve(
 
 @pytest.fixture(scope="session")
 def live(model_path: Path) -> Iterator[LiveServer]:
-    """The server most end-to-end tests share, with an engine of its own. Several of
-    them compare replies to the same request, and an engine that first served the
-    browser tests did not always repeat one: `test_choices_sdk`'s seeded n=2 choices
-    then differed between the plain and the streamed request (they agree on an engine
-    that served only this tier, as before the pool)."""
+    """The server most end-to-end tests share, with an engine of its own: several of them
+    compare replies to the same request, which an engine that first served another tier
+    (the browser tests) did not always repeat."""
     yield from serve(None, model_path)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import TEST_THREADS
 from tests.e2e.conftest import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ def free_port() -> int:
 
 def app(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "app", "--model-n-threads", "2", *args],
+        [sys.executable, "-m", "app", "--model-n-threads", str(TEST_THREADS), *args],
         cwd=ROOT,
         env=clean_env(),
         stdout=subprocess.PIPE,

@@ -157,7 +157,16 @@ def test_four_concurrent_replies_equal_the_same_replies_alone(live: LiveServer) 
 
 
 def test_models_and_health_answer_at_once_during_a_generation(live: LiveServer) -> None:
-    streamer = Streamer(live, messages=COUNT, max_tokens=400, temperature=0)
+    # The ends banned: the reply runs to its cap, whatever the greedy path.
+    ends = live.engine.tokenize_text("<|im_end|><|endoftext|>", add_special=False)
+    assert len(ends) == 2
+    streamer = Streamer(
+        live,
+        messages=COUNT,
+        max_tokens=400,
+        temperature=0,
+        logit_bias=dict.fromkeys(ends, -100),
+    )
     streamer.start()
     assert streamer.started.wait(30)
     for path in ("/v1/models", "/health", f"/v1/models/{live.engine.model_id}"):

@@ -41,6 +41,15 @@ def test_a_new_conversation_takes_an_empty_slot_with_a_copy_of_the_shared_start(
     assert place.copy_from is slots[0]  # slot 0 keeps its history
 
 
+def test_a_slot_still_generating_lends_its_shared_start_too() -> None:
+    """A batch job's requests share a system prompt and tools: the second need not read
+    them again while the first is still answering."""
+    generating = slot(0, [*SYSTEM, *range(30)])
+    place = pick_slot([slot(1, []), slot(2, [])], [*SYSTEM, 7, 7], busy=[generating])
+    assert (place.slot.seq, place.keep, place.copy_from) == (1, len(SYSTEM), generating)
+    assert pick_slot([slot(1, [])], [*SYSTEM, 7, 7], busy=[slot(0, [])]).copy_from is None
+
+
 def test_a_short_shared_start_is_not_worth_a_copy() -> None:
     short = SYSTEM[: COPY_WORTH - 1]
     place = pick_slot([slot(0, [*short, *range(200)]), slot(1, [])], [*short, 7, 7])
