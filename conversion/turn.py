@@ -36,6 +36,7 @@ __all__ = (
     "HistoryCall",
     "Turn",
     "TurnMessage",
+    "merged_system_messages",
     "structured_params",
     "template_inputs",
     "template_messages",
@@ -159,6 +160,22 @@ def _tool_dict(function: Function) -> dict[str, Any]:
             "parameters": function.parameters,
         },
     }
+
+
+def merged_system_messages(messages: Sequence[TurnMessage]) -> tuple[TurnMessage, ...] | None:
+    """The messages with every system message after the conversation's start merged, in
+    order, into the leading one (made if there is none), for templates that take a
+    system message only first; None when there is nothing to merge. Anthropic's clients
+    put system messages between turns (Claude Code does), and so may chat clients."""
+    lead = 0
+    while lead < len(messages) and messages[lead].role == "system":
+        lead += 1
+    later = [m for m in messages[lead:] if m.role == "system"]
+    if not later:
+        return None
+    text = "\n\n".join(m.content for m in [*messages[:lead], *later] if m.content)
+    rest = tuple(m for m in messages[lead:] if m.role != "system")
+    return (TurnMessage("system", text), *rest)
 
 
 def template_inputs(

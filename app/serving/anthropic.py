@@ -22,6 +22,7 @@ from app.serving.stream import sse_body
 from app.serving.turns import start_turn
 from app.sse import typed_event
 from config.settings import Settings
+from conversion.anthropic.options import thinking_shown
 from conversion.anthropic.output import MessageEvents, to_message
 from conversion.anthropic.requests import to_count_turn, to_turn
 from conversion.anthropic.wire import (
@@ -71,12 +72,12 @@ async def create_message(
     """Serve one request; returns the message, or the SSE byte stream when streaming."""
     turn = to_turn(body, settings.sampling, settings.limits)
     started = await start_turn(request, turn, engine, settings, metrics)
-    stops = turn.params.stop
+    stops, shown = turn.params.stop, thinking_shown(body.thinking)
     if not body.stream:
         [reply], _ = await started.replies()
-        return to_message(reply, started.parts[0], engine.model_id, stops)
+        return to_message(reply, started.parts[0], engine.model_id, stops, show_thinking=shown)
     events = await started.events()
-    writer = MessageEvents(engine.model_id, started.prompt_tokens, stops)
+    writer = MessageEvents(engine.model_id, started.prompt_tokens, stops, show_thinking=shown)
     return sse_body(
         _with_pings(events, writer),
         started.fanout,

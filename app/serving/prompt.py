@@ -24,7 +24,14 @@ from conversion.errors import ContextLengthExceededError, InvalidRequestError
 from conversion.families import thinking_state
 from conversion.generation import GenerationParams, ThinkingPlan
 from conversion.params import check_context_length
-from conversion.turn import Turn, TurnMessage, structured_params, template_inputs, turn_variables
+from conversion.turn import (
+    Turn,
+    TurnMessage,
+    merged_system_messages,
+    structured_params,
+    template_inputs,
+    turn_variables,
+)
 
 __all__ = ("TurnPrompt", "turn_prompt")
 
@@ -47,9 +54,21 @@ def _renderer(engine: Engine, turn: Turn, default_effort: str | None) -> Render:
     native, family = engine.renders_tools, engine.family
     variables = turn_variables(turn, family, default_effort)
 
-    def render(messages: Sequence[TurnMessage], suffix: str) -> ChatPrompt:
+    def render_as_is(messages: Sequence[TurnMessage], suffix: str) -> ChatPrompt:
         rendered, tools = template_inputs(messages, turn.plan, native_tools=native, family=family)
         return engine.tokenize_chat(rendered, tools, variables, suffix)
+
+    def render(messages: Sequence[TurnMessage], suffix: str) -> ChatPrompt:
+        """System messages stay where they are where the template takes them there;
+        a template that refuses them (roles must alternate) gets them merged into the
+        leading one."""
+        try:
+            return render_as_is(messages, suffix)
+        except InvalidRequestError:
+            merged = merged_system_messages(messages)
+            if merged is None:
+                raise
+            return render_as_is(merged, suffix)
 
     return render
 

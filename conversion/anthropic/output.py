@@ -99,10 +99,19 @@ def _input(call: ParsedCall) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def to_message(reply: ChoiceReply, part: UsagePart, model: str, stops: Sequence[str]) -> Message:
+def to_message(
+    reply: ChoiceReply,
+    part: UsagePart,
+    model: str,
+    stops: Sequence[str],
+    *,
+    show_thinking: bool = True,
+) -> Message:
+    """`show_thinking` False (`thinking.display: "omitted"`): the thinking block is
+    there, empty, as Anthropic returns omitted thinking."""
     content: list[ContentBlock] = []
     if reply.reasoning is not None:
-        content.append(ThinkingBlock(thinking=reply.reasoning))
+        content.append(ThinkingBlock(thinking=reply.reasoning if show_thinking else ""))
     if reply.content or not reply.tool_calls:
         content.append(TextBlock(text=reply.content or ""))
     content += [ToolUseBlock(id=_tool_id(), name=c.name, input=_input(c)) for c in reply.tool_calls]
@@ -126,6 +135,8 @@ class MessageEvents:
     model: str
     prompt_tokens: int
     stops: Sequence[str]
+    show_thinking: bool = True
+    """False: a thinking block is started and stopped with no deltas (omitted)."""
     id: str = field(default_factory=new_message_id)
     _index: int = -1
     _open: str | None = None
@@ -154,7 +165,8 @@ class MessageEvents:
     def feed(self, event: TurnEvent) -> Iterator[Event]:
         if isinstance(event, ReasoningPiece):
             yield from self._switch("thinking", ThinkingBlock(thinking=""))
-            yield BlockDelta(index=self._index, delta=ThinkingDelta(thinking=event.text))
+            if self.show_thinking:
+                yield BlockDelta(index=self._index, delta=ThinkingDelta(thinking=event.text))
         elif isinstance(event, ContentPiece):
             if event.text:
                 yield from self._switch("text", TextBlock(text=""))

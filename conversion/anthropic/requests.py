@@ -2,7 +2,11 @@
 
 Content blocks map onto the turn's messages (`conversion.turn`): `text` blocks become
 text, an assistant's `tool_use` blocks its tool calls, a user's `tool_result` blocks
-tool messages (before the user's own text, which follows them in the turn).
+tool messages (before the user's own text, which follows them in the turn), and a
+`system` message between turns a system message where it stands (`app.serving.prompt`
+merges it into the first where a template takes only one).
+`output_config`, `thinking` and `context_management` are read in
+`conversion.anthropic.options`.
 `thinking` blocks sent back from an earlier reply are dropped, as the templates drop
 past reasoning. Images and documents cannot be read by a text model: a 400 names the
 block.
@@ -10,10 +14,12 @@ block.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 from config.settings import LimitSettings, SamplingDefaults
+from conversion.anthropic.options import answer_schema, check_context_edits, reasoning_effort
 from conversion.anthropic.wire import CountTokensRequest, MessagesRequest
 from conversion.errors import InvalidRequestError
 from conversion.generation import GenerationParams, SamplingParams
@@ -75,9 +81,11 @@ def _result_text(block: dict[str, Any], where: str) -> str:
 
 def _message(raw: Any, index: int) -> list[TurnMessage]:
     where = f"messages[{index}]"
-    if not isinstance(raw, dict) or raw.get("role") not in ("user", "assistant"):
-        raise _fail("Each message needs a `role` of user or assistant.", f"{where}.role")
+    if not isinstance(raw, dict) or raw.get("role") not in ("user", "assistant", "system"):
+        raise _fail("Each message needs a `role` of user, assistant or system.", f"{where}.role")
     blocks = _blocks(raw.get("content"), f"{where}.content")
+    if raw["role"] == "system":  # text only, as Anthropic's SystemMessageParam
+        return [TurnMessage("system", _system_text(blocks, f"{where}.content"))]
     texts: list[str] = []
     calls: list[HistoryCall] = []
     results: list[TurnMessage] = []
@@ -112,13 +120,20 @@ def _message(raw: Any, index: int) -> list[TurnMessage]:
     return [*results, TurnMessage("user", text)] if text or not results else results
 
 
+def _system_text(blocks: list[dict[str, Any]], where: str) -> str:
+    """System text: text blocks only (their `cache_control` has no meaning here)."""
+    texts = []
+    for j, block in enumerate(blocks):
+        if block["type"] != "text":
+            raise _fail("System content holds text blocks only.", f"{where}[{j}].type")
+        texts.append(_text(block, f"{where}[{j}]"))
+    return "\n".join(texts)
+
+
 def _system(system: str | list[Any] | None) -> str | None:
     if system is None or isinstance(system, str):
         return system or None
-    return (
-        "\n".join(_text(block, f"system[{i}]") for i, block in enumerate(_blocks(system, "system")))
-        or None
-    )
+    return _system_text(_blocks(system, "system"), "system") or None
 
 
 def to_turn_messages(
@@ -173,21 +188,13 @@ def _plan(tools: list[Any] | None, choice: dict[str, Any] | None) -> ToolPlan | 
     raise _fail("tool_choice type must be auto, any, tool or none.", "tool_choice.type")
 
 
-def _effort(thinking: dict[str, Any] | None) -> str | None:
-    """`thinking` for a model that reasons: enabled (budget_tokens sets no limit here),
-    or disabled, which turns it off where the template can."""
-    kind = (thinking or {}).get("type")
-    if kind is None:
-        return None
-    if kind not in ("enabled", "disabled", "adaptive"):
-        raise _fail("thinking type must be enabled or disabled.", "thinking.type")
-    return "none" if kind == "disabled" else "medium"
-
-
 def to_turn(req: MessagesRequest, defaults: SamplingDefaults, limits: LimitSettings) -> Turn:
     check_message_count(len(req.messages), limits, "messages")
     check_max_tokens("max_tokens", req.max_tokens, limits)
     check_stop_lengths(req.stop_sequences, limits)
+    check_context_edits(req.context_management)
+    effort = reasoning_effort(req.thinking, req.output_config)
+    answer = answer_schema(req.output_config, req.output_format)
     params = GenerationParams(
         sampling=SamplingParams(
             temperature=defaults.temperature if req.temperature is None else req.temperature,
@@ -197,14 +204,15 @@ def to_turn(req: MessagesRequest, defaults: SamplingDefaults, limits: LimitSetti
         ),
         max_tokens=req.max_tokens,
         stop=stop_strings(req.stop_sequences),
-        schema_param="tools",
+        json_schema=answer[0] if answer else None,
+        schema_param=answer[1] if answer else "tools",
     )
     return Turn(
         messages=to_turn_messages(req.messages, req.system),
         params=apply_limits(params, limits),
         plan=_plan(req.tools, req.tool_choice),
         schema_conflict_param="tool_choice",
-        reasoning_effort=_effort(req.thinking),
+        reasoning_effort=effort,
     )
 
 
@@ -216,10 +224,16 @@ def to_count_turn(req: CountTokensRequest, limits: LimitSettings) -> Turn:
     """What a token count needs of a request: its messages, tools and thinking, as
     `to_turn` maps them for the same request sent to `/v1/messages`."""
     check_message_count(len(req.messages), limits, "messages")
+    check_context_edits(req.context_management)
+    effort = reasoning_effort(req.thinking, req.output_config)
+    answer = answer_schema(req.output_config, req.output_format)
+    params = _COUNTING
+    if answer is not None:  # a structured answer may open the prompt's thinking
+        params = dataclasses.replace(params, json_schema=answer[0], schema_param=answer[1])
     return Turn(
         messages=to_turn_messages(req.messages, req.system),
-        params=_COUNTING,
+        params=params,
         plan=_plan(req.tools, req.tool_choice),
         schema_conflict_param="tool_choice",
-        reasoning_effort=_effort(req.thinking),
+        reasoning_effort=effort,
     )

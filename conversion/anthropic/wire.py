@@ -48,6 +48,12 @@ class MessagesRequest(WireRequest, kw_only=True):
     tools: list[Any] | None = None
     top_k: Annotated[int, Meta(ge=1)] | None = None
     top_p: Annotated[float, Meta(gt=0, le=1)] | None = None
+    output_config: dict[str, Any] | None = None
+    """`format` (a JSON schema the answer must match) and `effort`."""
+    output_format: dict[str, Any] | None = None
+    """The deprecated top-level form of `output_config.format`, still accepted."""
+    context_management: dict[str, Any] | None = None
+    """Edits to the context before the model reads it (beta; `clear_thinking` only)."""
 
 
 class CountTokensRequest(WireRequest, kw_only=True):
@@ -59,6 +65,9 @@ class CountTokensRequest(WireRequest, kw_only=True):
     thinking: dict[str, Any] | None = None
     tool_choice: dict[str, Any] | None = None
     tools: list[Any] | None = None
+    output_config: dict[str, Any] | None = None
+    output_format: dict[str, Any] | None = None
+    context_management: dict[str, Any] | None = None
 
 
 class TextBlock(WireResponse, kw_only=True, tag_field="type", tag="text"):

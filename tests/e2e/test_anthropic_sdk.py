@@ -156,7 +156,7 @@ def test_typed_errors_reach_the_sdk(claude: anthropic.Anthropic) -> None:
     [
         ({"messages": ASK}, "max_tokens"),
         ({"max_tokens": 5, "messages": ASK, "temperature": 1.5}, "temperature"),
-        ({"max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, "role"),
+        ({"max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}, "role"),
         (
             {"max_tokens": 5, "messages": ASK, "tools": [{"type": "web_search_20250305"}]},
             "tools[0].type",
