@@ -1,12 +1,14 @@
 """Running a request's generations to a JSON reply or an SSE body (every protocol).
 
-A streamed reply waits for the first event before it answers, so a request that fails
-to start still gets a real HTTP error; after that, failures go in-band (`app.sse`).
+A streamed reply waits for the first event before it answers (up to `FIRST_EVENT_WAIT`),
+so a request that fails to start still gets a real HTTP error; after that, failures go
+in-band (`app.sse`).
 A client that disconnects while it waits stops the work (`unless_disconnected`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -37,26 +39,52 @@ async def collect_all(
         raise
 
 
+FIRST_EVENT_WAIT = 5.0
+"""Seconds a stream waits for its first event before it answers anyway. A request
+that fails to start fails within them (a full queue, a bad grammar) and still gets its
+HTTP status; a prompt that takes longer to read (tens of thousands of tokens take
+minutes on a CPU) must not leave the client without a byte: Claude Code gives up on a
+request after 300 s with nothing received. Past the wait the stream begins (Anthropic's
+`message_start` and its pings), and a failure after that is an in-band error."""
+
+
 async def first_then_rest(
     request: Request[Any, Any, Any],
     fanout: Fanout,
     stats: RequestStats | None,
     metrics: Metrics | None,
 ) -> AsyncIterator[IndexedEvent]:
-    """Wait for the first event (see the module docstring), then stream them all."""
+    """Wait for the first event up to `FIRST_EVENT_WAIT` seconds, then stream them all."""
     events = fanout.events(stats, metrics)
+    first = asyncio.ensure_future(anext(events))
     try:
-        first = await unless_disconnected(request, anext(events))
+        await unless_disconnected(request, asyncio.wait({first}, timeout=FIRST_EVENT_WAIT))
+        if first.done():
+            return _chain(first.result(), events)
     except BaseException:
+        first.cancel()
         fanout.cancel()
         raise
-    return _chain(first, events)
+    return _pending_then_rest(first, events)
 
 
 async def _chain(
     first: IndexedEvent, rest: AsyncIterator[IndexedEvent]
 ) -> AsyncIterator[IndexedEvent]:
     yield first
+    async for item in rest:
+        yield item
+
+
+async def _pending_then_rest(
+    first: asyncio.Future[IndexedEvent], rest: AsyncIterator[IndexedEvent]
+) -> AsyncIterator[IndexedEvent]:
+    """The first event once it comes (the stream has begun), then the rest; a stream
+    closed before it came cancels the wait."""
+    try:
+        yield await first
+    finally:
+        first.cancel()
     async for item in rest:
         yield item
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
+import pytest
 
+import app.serving.stream as stream_module
 from conversion.errors import ModelNotReadyError
 from conversion.generation import GenerationEvent
 from tests.api.conftest import ClientFactory
@@ -159,3 +162,45 @@ async def test_while_loading_health_and_chat_answer_503_with_retry_after(
             assert_error(response, 503, code="model_not_ready")
             assert response.headers["retry-after"] == "1"
         assert (await client.get("/v1/models")).status_code == 200  # configuration only
+
+
+class FailsAfterAWhile(_Wrapped):
+    """A generation that has nothing to say for `DELAY` seconds, then fails: a prompt
+    that takes long to read, and a fault after it."""
+
+    DELAY = 0.5
+
+    def submit(self, prompt: list[int], params: Any) -> Any:
+        class Slow:
+            def cancel(self) -> None:
+                pass
+
+            async def events(self) -> AsyncIterator[GenerationEvent]:
+                await asyncio.sleep(FailsAfterAWhile.DELAY)
+                raise RuntimeError(SECRET)
+                yield  # an async generator
+
+        return Slow()
+
+
+@pytest.mark.parametrize("wait", [0.05, 5.0])
+async def test_a_stream_with_nothing_to_say_begins_once_the_first_event_is_late(
+    client_for: ClientFactory, monkeypatch: pytest.MonkeyPatch, wait: float
+) -> None:
+    """Claude Code gives up on a request that sends no byte for 300 s, as long as a big
+    prompt can take to read on a CPU: past `FIRST_EVENT_WAIT` the stream begins (its
+    `message_start`, then pings) and a failure is an in-band event; within it, a failure
+    is still the HTTP status it was."""
+    monkeypatch.setattr(stream_module, "FIRST_EVENT_WAIT", wait)
+    body = {"messages": HELLO, "max_tokens": 8, "stream": True}
+    async with client_for(FailsAfterAWhile) as client:
+        response = await client.post("/v1/messages", json=body)
+    assert SECRET not in response.text
+    if wait > FailsAfterAWhile.DELAY:
+        assert response.status_code == 500
+        assert response.json()["error"]["type"] == "api_error"
+        return
+    assert response.status_code == 200
+    kinds = [frame.split("\n")[0] for frame in response.text.split("\n\n") if frame]
+    assert kinds[:2] == ["event: message_start", "event: ping"]
+    assert kinds[-1] == "event: error"
