@@ -45,7 +45,9 @@ that fails to start fails within them (a full queue, a bad grammar) and still ge
 HTTP status; a prompt that takes longer to read (tens of thousands of tokens take
 minutes on a CPU) must not leave the client without a byte: Claude Code gives up on a
 request after 300 s with nothing received. Past the wait the stream begins (Anthropic's
-`message_start` and its pings), and a failure after that is an in-band error."""
+`message_start` and its pings), and a failure after that is an in-band error. (Claude
+Code 2.1 also ends a stream without content for 300 s, pings not counted: a prompt
+that takes longer to read still needs a faster machine or a longer client timeout.)"""
 
 
 async def first_then_rest(
