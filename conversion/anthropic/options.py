@@ -39,7 +39,7 @@ def reasoning_effort(
     if display not in (None, "summarized", "omitted"):
         raise _fail("thinking display must be summarized or omitted.", "thinking.display")
     effort = (output_config or {}).get("effort")
-    if effort is not None and effort not in _EFFORTS:
+    if effort is not None and (not isinstance(effort, str) or effort not in _EFFORTS):
         raise _fail("effort must be low, medium, high, xhigh or max.", "output_config.effort")
     if kind in ("disabled", "between_tools"):
         return "none"

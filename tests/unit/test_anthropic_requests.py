@@ -126,6 +126,7 @@ def test_effort_and_thinking_set_the_reasoning_effort() -> None:
             == "none"
         )
     assert refusal(output_config={"effort": "huge"}).param == "output_config.effort"
+    assert refusal(output_config={"effort": {"level": 1}}).param == "output_config.effort"
     assert refusal(thinking={"type": "sometimes"}).param == "thinking.type"
     assert refusal(thinking={"type": "adaptive", "display": "full"}).param == "thinking.display"
     assert thinking_shown(None)
