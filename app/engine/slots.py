@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import llama_cpp
-
 from app.engine.jobs import Job
+from app.engine.sampling import RequestSampler
 from app.engine.speculation import Drafter
 from app.engine.text import TextAssembler
 from app.engine.thinking import Thinking
@@ -52,7 +51,7 @@ class Slot:
     """Tokens whose keys and values are in this slot's KV cache, in position order."""
     last_used: int = 0
     job: Job | None = None
-    sampler: llama_cpp.llama_sampler_p | None = None
+    sampler: RequestSampler | None = None
     assembler: TextAssembler | None = None
     reused: int = 0
     """Prompt tokens the current job found already cached."""
@@ -66,8 +65,6 @@ class Slot:
     """Log-probabilities of tokens whose text the assembler still holds back."""
     thinking: Thinking | None = None
     """While the job's reply is (or may be) thinking: where it stands in it."""
-    think_sampler: llama_cpp.llama_sampler_p | None = None
-    """The chain without the grammar, used while thinking (None: `sampler` serves)."""
     reasoning_tokens: int = 0
     """Tokens of the current job's thinking, once it has ended."""
     drafter: Drafter | None = None
@@ -81,11 +78,10 @@ class Slot:
 
     def release(self) -> None:
         """End the job; the cache stays for the next request to reuse."""
-        for chain in (self.sampler, self.think_sampler):
-            if chain is not None:
-                llama_cpp.llama_sampler_free(chain)
+        if self.sampler is not None:
+            self.sampler.close()
         self.job, self.sampler, self.assembler, self.next_token = None, None, None, None
-        self.thinking, self.think_sampler, self.reasoning_tokens = None, None, 0
+        self.thinking, self.reasoning_tokens = None, 0
         self.logits_index, self.drafter = -1, None
         self.pending.clear()
         self.outbox.clear()

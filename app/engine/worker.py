@@ -35,7 +35,7 @@ from app.engine.draft import DraftModel
 from app.engine.jobs import JobQueue, JobRecord
 from app.engine.logprobs import token_logprob
 from app.engine.model import LoadedModel
-from app.engine.sampling import new_sampler
+from app.engine.sampling import RequestSampler
 from app.engine.slots import Slot, pick_slot
 from app.engine.speculation import DEFAULT_THRESHOLD, Drafter
 from app.engine.text import TextAssembler
@@ -108,11 +108,9 @@ class DecodeLoop:
         while free and (job := self._queue.take_nowait()) is not None:
             params = job.params
             try:
-                sampler = new_sampler(params.sampling, model.n_vocab, model.vocab, params.grammar)
-                if params.thinking is not None and params.grammar is not None:
-                    think_sampler = new_sampler(params.sampling, model.n_vocab, model.vocab)
-                else:
-                    think_sampler = None
+                sampler = RequestSampler(
+                    params.sampling, model.n_vocab, model.vocab, params.grammar
+                )
             except ValueError:  # never leave a request without an answer, nor the loop
                 logger.exception("Could not build the sampler for a request")
                 self._queue.finish(job, JobRecord("failed", len(job.prompt), 0, 0, 0, None))
@@ -128,7 +126,7 @@ class DecodeLoop:
             model.forget(slot.seq, keep)
             del slot.cached[keep:]
             slot.job, slot.reused, slot.last_used = job, keep, next(self._clock)
-            slot.sampler, slot.think_sampler = sampler, think_sampler
+            slot.sampler = sampler
             slot.thinking = Thinking(params.thinking) if params.thinking is not None else None
             slot.assembler = TextAssembler(job.params.stop)
             slot.limit = model.n_ctx_seq - len(job.prompt)
@@ -274,12 +272,13 @@ class DecodeLoop:
             self._model.forget(slot.seq, len(slot.cached))
 
     def _sample(self, slot: Slot) -> int:
-        """The slot's token at `logits_index`, from the request's chain (the one
-        without the grammar while the reply is thinking)."""
-        chain = slot.sampler
-        if slot.thinking is not None and slot.think_sampler is not None:
-            chain = slot.think_sampler  # the grammar waits for the answer
-        return int(llama_cpp.llama_sampler_sample(chain, self._model.ctx, slot.logits_index))
+        """The slot's token at `logits_index`, from the request's sampler (without its
+        grammar while the reply is, or may be, thinking: the grammar waits for the
+        answer)."""
+        assert slot.sampler is not None
+        return slot.sampler.sample(
+            self._model.ctx, slot.logits_index, constrained=slot.thinking is None
+        )
 
     def _emit(self, slot: Slot, token: int) -> None:
         """Turn one sampled token into text for the client, and end the job if due."""
