@@ -7,8 +7,8 @@ other at every depth. So with `model.flash_attn = "auto"` (on a CPU) the engine 
 both: a throwaway one-sequence context per path reads a prompt of `_DEPTH` tokens and
 decodes a few tokens after it and after a short one, and the path with the lower total
 time per token wins. The answer depends on the machine, the model, the thread count
-and the KV cache type, so it is kept in the project's cache folder under a key of
-those, and measured again only when one of them changes (a few seconds, once).
+and the KV cache type, so it is kept (`measurements`) and measured again only when
+one of them changes (a few seconds, once).
 
 The measurement only runs when `model.batch_invariant` is off. Without flash attention
 llama.cpp multiplies queries by keys with one kernel for a single token and another for
@@ -20,17 +20,14 @@ the same path, so `auto` keeps it on while replies must not depend on the load.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import platform
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import llama_cpp
+
+from app.engine.measurements import cache_file, cpu_identity, file_identity, recall, remember
 
 __all__ = ("AttentionChoice", "choose_flash_attn")
 
@@ -46,23 +43,13 @@ _FLASH = {
 }
 
 
-def _cache_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
-        base = os.environ["LOCALAPPDATA"]
-    return Path(base) / "llm-service" / "attention.json"
-
-
-def _key(path: str, threads: int, kv_type: int, system_info: str) -> str:
-    stat = Path(path).stat()
-    identity = {
-        "model": [Path(path).name, stat.st_size, int(stat.st_mtime)],
-        "cpu": [platform.machine(), platform.processor(), os.cpu_count()],
+def _identity(path: str, threads: int, kv_type: int, system_info: str) -> dict[str, Any]:
+    return {
+        "model": file_identity(path),
+        "cpu": cpu_identity(system_info),
         "threads": threads,
         "kv_type": kv_type,
-        "llama": [llama_cpp.__version__, system_info],
     }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def _seconds_per_token(
@@ -146,12 +133,8 @@ def choose_flash_attn(
             "flash attention on (model.batch_invariant: the other path rounds one token"
             " differently from a batch, so replies would depend on the load)",
         )
-    cache = _cache_file()
-    key = _key(path, threads, kv_type, system_info)
-    try:
-        known = json.loads(cache.read_text()).get(key)
-    except (OSError, ValueError):
-        known = None
+    identity = _identity(path, threads, kv_type, system_info)
+    known = recall("attention", identity)
     if known is None:
         depth = max(64, min(_DEPTH, int(llama_cpp.llama_model_n_ctx_train(model)) // 2))
         measured = {
@@ -162,27 +145,12 @@ def choose_flash_attn(
         known = {"flash_attn": flash, "depth": depth}
         known["ms_per_token"] = {str(k).lower(): round(v[0] * 1000, 2) for k, v in measured.items()}
         known["prompt_ms_per_token"] = round(measured[flash][1] * 1000, 3)  # for the record
-        _remember(cache, key, known)
+        remember("attention", identity, known)
     flash = bool(known["flash_attn"])
     ms = known.get("ms_per_token", {})
     why = (
         f"flash attention {'on' if flash else 'off'} (measured here: a token decoded after "
         f"{known.get('depth')} tokens and one after 16 took together {ms.get('true')} ms "
-        f"with it and {ms.get('false')} ms without; cached in {cache})"
+        f"with it and {ms.get('false')} ms without; cached in {cache_file()})"
     )
     return AttentionChoice(_FLASH[flash], why)
-
-
-def _remember(cache: Path, key: str, value: dict[str, Any]) -> None:
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            entries = json.loads(cache.read_text())
-        except (OSError, ValueError):
-            entries = {}
-        entries[key] = value
-        staging = cache.with_suffix(f".{os.getpid()}.tmp")
-        staging.write_text(json.dumps(entries, indent=1))
-        staging.replace(cache)
-    except OSError as exc:  # a read-only home: measure again next time
-        logger.warning("Could not keep the attention measurement in %s: %s", cache, exc)

@@ -33,6 +33,7 @@ from app.engine.draft import DraftModel
 from app.engine.embedding import Embedder
 from app.engine.grammar import grammar_for, grammar_for_structure
 from app.engine.jobs import JobHandle, JobQueue, JobRecord
+from app.engine.measurements import cache_file, recall, remember
 from app.engine.model import LoadedModel
 from app.engine.sampling import check_sampling
 from app.engine.shape_probe import logit_drift
@@ -292,18 +293,24 @@ class BatchingEngine:
             return spec, "as configured"
         if not self._settings.batch_invariant:
             return msgspec.structs.replace(spec, mode="ngram"), "auto; batch_invariant is off"
-        try:
-            drift = logit_drift(model)
-        except Exception:  # only an optimisation: serve without it rather than fail
-            logger.exception("Probing how this model's logits depend on the step failed")
-            return msgspec.structs.replace(spec, mode="off"), "auto; the probe failed"
+        known = recall("shape_probe", model.compute_identity)
+        if known is not None and isinstance(known.get("drift"), float):
+            drift, source = known["drift"], f"; probed before, kept in {cache_file()}"
+        else:
+            try:
+                drift, source = logit_drift(model), ""
+            except Exception:  # only an optimisation: serve without it rather than fail
+                logger.exception("Probing how this model's logits depend on the step failed")
+                return msgspec.structs.replace(spec, mode="off"), "auto; the probe failed"
+            remember("shape_probe", model.compute_identity, {"drift": drift})
         if drift == 0.0:
             return msgspec.structs.replace(spec, mode="ngram"), (
-                "auto; a position's logits here do not depend on the step's shape"
+                f"auto; a position's logits here do not depend on the step's shape{source}"
             )
         return msgspec.structs.replace(spec, mode="off"), (
             f"auto; a position's logits here moved by up to {drift:.2g} with the step's"
             " shape, so guesses would make replies depend on the load (model.batch_invariant)"
+            f"{source}"
         )
 
     def _work(self) -> None:

@@ -21,6 +21,7 @@ import llama_cpp
 from llama_cpp._internals import LlamaModel
 
 from app.engine.attention import choose_flash_attn
+from app.engine.measurements import cpu_identity, file_identity
 from app.engine.native import amx_guard_needed, system_info
 from app.engine.template import ChatTemplate
 from config.settings import ModelSettings
@@ -88,6 +89,18 @@ class LoadedModel:
                 " without flash attention?)"
             )
         self.n_ctx_seq = int(llama_cpp.llama_n_ctx_seq(self.ctx))  # as llama.cpp sized it
+        self.compute_identity = {
+            "model": file_identity(path),
+            "cpu": cpu_identity(self.system_info),
+            "threads": [params.n_threads, params.n_threads_batch],
+            "kv_type": kv_type,
+            "flash_attn": self.flash_attn_type,
+            "context": [self.n_ctx_seq, self.slots, self.n_batch],
+            "gpu_layers": settings.n_gpu_layers,
+            "extra_bufts": model_params.use_extra_bufts,
+        }
+        """What decides the numbers this context computes: the key its measurements are
+        kept under (`measurements`)."""
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         try:
             self.template = ChatTemplate(self.model, settings)

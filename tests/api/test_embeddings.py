@@ -30,6 +30,10 @@ from tests.conftest import TEST_THREADS, make_settings
 Client = AsyncTestClient[Litestar]
 N_EMBD = 576  # SmolLM2-135M's hidden size
 N_CTX = 1024  # make_settings' context per slot
+SMALL_CTX = 256
+"""A context a quarter of make_settings' (llama.cpp rounds it up to a multiple of 256):
+the test of its limit reads a quarter of the tokens (one CPU thread reads ~100 a
+second)."""
 SIMILAR = [  # (a, b, unrelated): a is closer to b than to unrelated, by a clear margin
     ("The cat sat on the mat.", "A cat was sitting on the rug.", "Tax filings are due in April."),
     (
@@ -189,8 +193,13 @@ async def test_bad_requests_are_400_naming_the_field(
     assert_error(await client.post("/v1/embeddings", json=body), 400, param=param, code=code)
 
 
-async def test_an_input_of_exactly_the_context_length_is_embedded(client: Client) -> None:
-    assert len((await vectors(client, [[7] * N_CTX]))[0]) == N_EMBD
+async def test_an_input_of_exactly_the_context_length_is_embedded(
+    client_for: ClientFactory,
+) -> None:
+    async with client_for(model={"n_ctx": SMALL_CTX, "n_parallel": 1}) as client:
+        assert len((await vectors(client, [[7] * SMALL_CTX]))[0]) == N_EMBD
+        too_long = await client.post("/v1/embeddings", json={"input": [7] * (SMALL_CTX + 1)})
+        assert_error(too_long, 400, param="input", code="context_length_exceeded")
 
 
 async def test_turned_off_by_setting(model_path: Path) -> None:

@@ -5,13 +5,14 @@ position the same whatever the step's shape, off where it does not while
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 
 import llama_cpp
 import pytest
 
-from app.engine import batching
+from app.engine import batching, measurements
 from app.engine.batching import BatchingEngine
 from app.engine.model import LoadedModel
 from app.engine.shape_probe import logit_drift
@@ -24,6 +25,23 @@ PASSAGE = (
     "loaves on the left and the white ones on the right, and writes the day's price of "
     "bread on a slate that hangs beside the door."
 )
+
+
+@pytest.fixture(autouse=True)
+def probe_every_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every engine here probes its model: the tests of the probe's answer must not read
+    one kept from another run, nor keep the one faked below."""
+    monkeypatch.setattr(batching, "recall", lambda kind, identity: None)
+    monkeypatch.setattr(batching, "remember", lambda kind, identity, value: None)
+
+
+@pytest.fixture
+def fresh_measurements(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty cache of measurements, kept and read as a server does."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(batching, "recall", measurements.recall)
+    monkeypatch.setattr(batching, "remember", measurements.remember)
+    return tmp_path
 
 
 def settings(path: Path, **options: object) -> ModelSettings:
@@ -55,9 +73,12 @@ def test_the_probe_fits_a_batch_smaller_than_its_text(model_path: Path) -> None:
         model.close()
 
 
-async def _served(path: Path, caplog: pytest.LogCaptureFixture, **options: object) -> str:
+async def _served(
+    path: Path, caplog: pytest.LogCaptureFixture, *, reply: bool = True, **options: object
+) -> str:
     """Start an engine with the default speculative settings; its start-up log line
-    about speculative decoding and, for SmolLM2, whether a copying reply guessed."""
+    about speculative decoding and, for SmolLM2 and a `reply`, whether a copying reply
+    guessed."""
     logger = logging.getLogger("llm_service.engine")
     logger.addHandler(caplog.handler)
     model_settings = settings(path, **options)
@@ -67,7 +88,8 @@ async def _served(path: Path, caplog: pytest.LogCaptureFixture, **options: objec
             engine.start()
             assert await asyncio.to_thread(engine.wait_loaded) == "ready"
         [line] = {r.getMessage() for r in caplog.records if "Speculative" in r.getMessage()}
-        if "chat_format" in options:  # Gemma is a base model: nothing to copy reliably
+        caplog.clear()
+        if "chat_format" in options or not reply:  # Gemma: a base model, nothing to copy
             return line
         text = f"Repeat this text exactly, word for word:\n\n{PASSAGE}"
         prompt = engine.tokenize_chat([{"role": "user", "content": text}]).tokens
@@ -127,3 +149,19 @@ async def test_auto_guesses_when_replies_may_depend_on_the_load_anyway(
     line = await _served(gemma_path, caplog, chat_format="gemma", batch_invariant=False)
     assert line.startswith("Speculative decoding: ngram")
     assert "batch_invariant is off" in line
+
+
+async def test_the_probes_answer_is_kept_for_the_next_start_with_the_same_shape(
+    model_path: Path, caplog: pytest.LogCaptureFixture, fresh_measurements: Path
+) -> None:
+    first = await _served(model_path, caplog, reply=False)
+    assert "probed before" not in first
+    kept = json.loads((fresh_measurements / "llm-service" / "measurements.json").read_text())
+    assert [value for key, value in kept.items() if key.startswith("shape_probe:")] == [
+        {"drift": 0.0}
+    ]
+    again = await _served(model_path, caplog, reply=False)
+    assert again.startswith("Speculative decoding: ngram")
+    assert "probed before, kept in" in again
+    other_shape = await _served(model_path, caplog, reply=False, kv_cache_type="q8_0")
+    assert "probed before" not in other_shape

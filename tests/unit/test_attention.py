@@ -3,13 +3,12 @@ start-up measurement is read from a cache file written here)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import llama_cpp
 import pytest
 
-from app.engine import attention
+from app.engine import attention, measurements
 from app.engine.attention import choose_flash_attn
 
 ON, OFF = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED, llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
@@ -21,10 +20,9 @@ INFO = "CPU : AVX2 = 1 |"
 def measured_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_path: Path) -> str:
     """A cache that says this machine measured the path without flash attention faster."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    cache = attention._cache_file()
-    cache.parent.mkdir(parents=True)
-    key = attention._key(str(model_path), 2, F16, INFO)
-    cache.write_text(json.dumps({key: {"flash_attn": False, "depth": 1024}}))
+    identity = attention._identity(str(model_path), 2, F16, INFO)
+    measurements.remember("attention", identity, {"flash_attn": False, "depth": 1024})
+    assert measurements.cache_file().is_relative_to(tmp_path)
     return str(model_path)
 
 
