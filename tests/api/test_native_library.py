@@ -112,6 +112,7 @@ def test_a_library_reporting_amx_loads_without_extra_buffers_unless_allowed(
         n_threads=TEST_THREADS,
         amx_kernels=allow,
         batch_invariant=False,  # which also turns the extra buffer types off
+        flash_attn="on",  # not measured: that is not what this test is about (25 s)
     )
     with caplog.at_level(logging.WARNING, logger="llm_service.engine"):
         model = LoadedModel(str(model_path), settings, TEST_THREADS)
@@ -159,8 +160,8 @@ def test_batch_invariance_loads_the_weights_without_repacking(
 ) -> None:
     monkeypatch.setattr(model_module, "LlamaModel", _RecordingLlamaModel)
     _RecordingLlamaModel.seen.clear()
-    settings = ModelSettings(
-        path=str(model_path), n_ctx=256, n_parallel=1, batch_invariant=invariant
+    settings = ModelSettings(  # flash attention set: the load, not its timing, matters
+        path=str(model_path), n_ctx=256, n_parallel=1, batch_invariant=invariant, flash_attn="on"
     )
     model = LoadedModel(str(model_path), settings, TEST_THREADS)
     try:
