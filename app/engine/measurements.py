@@ -27,6 +27,10 @@ __all__ = ("cache_file", "cpu_identity", "file_identity", "recall", "remember")
 logger = logging.getLogger("llm_service.engine")
 
 
+_EDGE = 1 << 20
+"""Bytes read from each end of a model file for its identity."""
+
+
 def cache_file() -> Path:
     """`measurements.json` in the user's cache folder (XDG, or LOCALAPPDATA on Windows)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -36,10 +40,18 @@ def cache_file() -> Path:
 
 
 def file_identity(path: str) -> list[Any]:
-    """The model file as a key: name, size and modification time (a new download of the
-    same name is measured again)."""
-    stat = Path(path).stat()
-    return [Path(path).name, stat.st_size, int(stat.st_mtime)]
+    """The model file as a key: its name, size and a digest of its first and last MiB
+    (the GGUF header with the tensors' layout, and the end of the weights). Not the
+    modification time: a reinstall of the same file (a fresh virtual environment, a
+    copy) keeps its measurements; reading the whole file would take seconds for a 7B."""
+    size = Path(path).stat().st_size
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as model:
+        digest.update(model.read(_EDGE))
+        if size > _EDGE:
+            model.seek(max(_EDGE, size - _EDGE))
+            digest.update(model.read(_EDGE))
+    return [Path(path).name, size, digest.hexdigest()[:24]]
 
 
 def cpu_identity(system_info: str) -> list[Any]:
