@@ -14,10 +14,6 @@ from conversion.json_schema import check_schema
 __all__ = ("answer_schema", "check_context_edits", "reasoning_effort", "thinking_shown")
 
 
-def _fail(message: str, param: str) -> InvalidRequestError:
-    return InvalidRequestError(message, param=param)
-
-
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "xhigh"}
 """`output_config.effort` -> the engine's reasoning effort (`max`: the most there is)."""
 _THINKING = ("enabled", "adaptive", "disabled", "between_tools")
@@ -32,15 +28,20 @@ def reasoning_effort(
     else at medium (`budget_tokens` sets no limit here); effort alone sets the effort."""
     kind = (thinking or {}).get("type")
     if kind is not None and kind not in _THINKING:
-        raise _fail(
-            "thinking type must be enabled, adaptive, disabled or between_tools.", "thinking.type"
+        raise InvalidRequestError(
+            "thinking type must be enabled, adaptive, disabled or between_tools.",
+            param="thinking.type",
         )
     display = (thinking or {}).get("display")
     if display not in (None, "summarized", "omitted"):
-        raise _fail("thinking display must be summarized or omitted.", "thinking.display")
+        raise InvalidRequestError(
+            "thinking display must be summarized or omitted.", param="thinking.display"
+        )
     effort = (output_config or {}).get("effort")
     if effort is not None and (not isinstance(effort, str) or effort not in _EFFORTS):
-        raise _fail("effort must be low, medium, high, xhigh or max.", "output_config.effort")
+        raise InvalidRequestError(
+            "effort must be low, medium, high, xhigh or max.", param="output_config.effort"
+        )
     if kind in ("disabled", "between_tools"):
         return "none"
     if effort is not None:
@@ -67,10 +68,14 @@ def answer_schema(
     else:
         return None
     if not isinstance(spec, dict) or spec.get("type") != "json_schema":
-        raise _fail("The output format's type must be json_schema.", f"{where}.type")
+        raise InvalidRequestError(
+            "The output format's type must be json_schema.", param=f"{where}.type"
+        )
     schema = spec.get("schema")
     if not isinstance(schema, dict):
-        raise _fail("A json_schema output format needs a `schema` object.", f"{where}.schema")
+        raise InvalidRequestError(
+            "A json_schema output format needs a `schema` object.", param=f"{where}.schema"
+        )
     schema = with_length_hints(schema)
     check_schema(schema, f"{where}.schema", strict=True)
     return schema, f"{where}.schema"
@@ -82,11 +87,11 @@ def check_context_edits(context_management: dict[str, Any] | None) -> None:
     edits would change the prompt in ways not made here: a 400 names them."""
     edits = (context_management or {}).get("edits") or []
     if not isinstance(edits, list):
-        raise _fail("`edits` must be a list.", "context_management.edits")
+        raise InvalidRequestError("`edits` must be a list.", param="context_management.edits")
     for index, edit in enumerate(edits):
         kind = edit.get("type") if isinstance(edit, dict) else None
         if kind != "clear_thinking_20251015":
-            raise _fail(
+            raise InvalidRequestError(
                 f"Context edits of type {kind!r} are not supported; clear_thinking_20251015 is.",
-                f"context_management.edits[{index}].type",
+                param=f"context_management.edits[{index}].type",
             )
