@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from enum import Enum
 from typing import Any
 
 import anthropic
@@ -20,16 +19,11 @@ import pytest
 from pydantic import BaseModel, Field
 
 from tests.e2e.conftest import LiveServer
+from tests.e2e.test_structured_sdk import Colour
 
 ASK: list[Any] = [{"role": "user", "content": "Invent a person with a pet, as JSON."}]
 TRIES = range(4)
 """As many requests as the server has slots: they run as one batch."""
-
-
-class Colour(Enum):
-    RED = "red"
-    GREEN = "green"
-    BLUE = "blue"
 
 
 class Pet(BaseModel):
