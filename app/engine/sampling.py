@@ -153,7 +153,7 @@ class RequestSampler:
             self._candidates = np.zeros(n_vocab, _TOKEN_DATA)
         candidates = self._candidates
         logits = llama_cpp.llama_get_logits_ith(ctx, index)
-        candidates["id"] = np.arange(n_vocab, dtype=np.int32)
+        candidates["id"] = np.arange(n_vocab, dtype=np.int32)  # again: top-k/p sort in place
         candidates["logit"] = np.ctypeslib.as_array(logits, shape=(n_vocab,))
         candidates["p"] = 0.0
         view = llama_cpp.llama_token_data_array(
