@@ -77,7 +77,7 @@ async def test_the_next_turn_of_a_chat_only_evaluates_what_is_new(
 
 
 async def test_a_request_goes_to_the_slot_holding_its_prefix(engine: BatchingEngine) -> None:
-    document = "The quick brown fox jumps over the lazy dog. " * 20
+    document = "The quick brown fox jumps over the lazy dog. " * 8
     prompts = [chat(engine, f"{topic} {document}") for topic in ("Cats.", "Dogs.", "Owls.")]
     for prompt in prompts:  # three slots now hold three different caches
         await reply(engine, prompt, greedy(2))

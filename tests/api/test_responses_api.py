@@ -265,10 +265,10 @@ async def test_keys_guard_the_responses_routes(client_for: ClientFactory) -> Non
             assert_error(response, 401, code="invalid_api_key")
 
 
-HISTORY = [
-    {"role": "user", "content": "I will tell you a long story. " + "Once upon a time. " * 150},
+HISTORY = [  # the first item alone is past the context; what follows is short to read
+    {"role": "user", "content": "I will tell you a long story. " + "Once upon a time. " * 220},
     {"role": "assistant", "content": "Go on."},
-    {"role": "user", "content": "Then what?" + " And then. " * 150},
+    {"role": "user", "content": "Then what?" + " And then. " * 20},
     {"role": "assistant", "content": "Tell me more."},
     {"role": "user", "content": "What colour is the sky?"},
 ]

@@ -67,7 +67,7 @@ def test_a_message_streams_a_reply_with_usage_and_speed(
 def test_text_appears_while_the_reply_is_still_streaming(
     page: Page, page_server: LiveServer
 ) -> None:
-    open_chat(page, page_server, max_tokens=300)
+    open_chat(page, page_server, max_tokens=100)
     say(page, "Write a long story about a lighthouse keeper.")
     answer = page.locator(ANSWER).last
     expect(answer.locator(".content")).not_to_be_empty()

@@ -163,7 +163,7 @@ def test_models_and_health_answer_at_once_during_a_generation(live: LiveServer) 
     streamer = Streamer(
         live,
         messages=COUNT,
-        max_tokens=400,
+        max_tokens=200,
         temperature=0,
         logit_bias=dict.fromkeys(ends, -100),
     )
@@ -215,7 +215,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_frees_places(
     small_queue: LiveServer,
 ) -> None:
     live = small_queue
-    running = Streamer(live, messages=COUNT, max_tokens=400, temperature=0)
+    running = Streamer(live, messages=COUNT, max_tokens=200, temperature=0)
     running.start()
     assert running.started.wait(30)
     url = f"{live.base_url}/chat/completions"
@@ -327,7 +327,7 @@ def test_a_paused_reader_gets_every_token_and_holds_up_nobody(live: LiveServer) 
     """The engine never waits for a client: a reader that stops reading only lets its
     reply queue up (at most a context's worth of small text pieces), and others are
     served meanwhile."""
-    body = {"messages": COUNT, "max_tokens": 200, "temperature": 0, "stream": True}
+    body = {"messages": COUNT, "max_tokens": 120, "temperature": 0, "stream": True}
     alone = Streamer(live, **{k: v for k, v in body.items() if k != "stream"})
     alone.run()
     url = f"{live.base_url}/chat/completions"
