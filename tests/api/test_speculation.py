@@ -117,10 +117,10 @@ async def both(
     engines: dict[str, BatchingEngine], text: str, p: GenerationParams, mode: str = "ngram"
 ) -> Any:
     """The reply with speculation in `mode`, and the reply without it."""
-    return [await run(engines[mode], text, p), await plain(engines, text, p)]
+    return [await run(engines[mode], text, p), await plain_reply(engines, text, p)]
 
 
-async def plain(
+async def plain_reply(
     engines: dict[str, BatchingEngine], text: str, p: GenerationParams
 ) -> tuple[str, list[Any], Finished]:
     """The reply without speculation, read once per text and parameters."""
@@ -262,7 +262,7 @@ async def test_replies_beside_each_other_equal_replies_alone(
     """Four requests at once with guesses equal each request alone without them: the
     plain replies are read once, for both modes (the other tests find a reply alone the
     same with guesses and without)."""
-    alone = [await plain(engines, text, params(48)) for text in BESIDE]
+    alone = [await plain_reply(engines, text, params(48)) for text in BESIDE]
     together = await asyncio.gather(*(run(engines[mode], t, params(48)) for t in BESIDE))
     assert [text for text, _, _ in together] == [text for text, _, _ in alone]
 

@@ -71,7 +71,7 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
-PAGE_CONTEXT = 512
+PAGE_CONTEXT = 256
 """The page's server's context: small, so filling it takes few tokens to read."""
 
 

@@ -126,9 +126,9 @@ def test_context_length_errors_are_shown_and_trimming_recovers(
     page: Page, page_server: LiveServer
 ) -> None:
     open_chat(page, page_server, max_tokens=4)
-    say(page, "word " * 300)
+    say(page, "word " * 150)
     expect(page.locator(ANSWER).last).to_have_attribute("data-state", "done")
-    say(page, "more " * 250)  # with the first turn, past the 512-token context
+    say(page, "more " * 120)  # with the first turn, past the 256-token context
     failed = page.locator(ANSWER).last
     expect(failed).to_have_attribute("data-state", "error")
     expect(failed.locator(".error-text")).to_contain_text("maximum context length")
