@@ -11,6 +11,7 @@ tokens, 0.7 s for SmolLM2-135M on two EPYC threads and far longer for a 7B model
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -44,30 +45,48 @@ def file_identity(path: str) -> list[Any]:
     (the GGUF header with the tensors' layout, and the end of the weights). Not the
     modification time: a reinstall of the same file (a fresh virtual environment, a
     copy) keeps its measurements; reading the whole file would take seconds for a 7B."""
-    size = Path(path).stat().st_size
+    stat = Path(path).stat()
+    return list(_file_identity(path, stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=16)
+def _file_identity(path: str, size: int, mtime_ns: int) -> tuple[Any, ...]:
+    """Read once per file and process: the attention choice and the context's key both
+    ask, and every engine started in a process asks again. A changed size or time reads
+    the file again."""
     digest = hashlib.sha256()
     with Path(path).open("rb") as model:
         digest.update(model.read(_EDGE))
         if size > _EDGE:
             model.seek(max(_EDGE, size - _EDGE))
             digest.update(model.read(_EDGE))
-    return [Path(path).name, size, digest.hexdigest()[:24]]
+    return (Path(path).name, size, digest.hexdigest()[:24])
 
 
-def cpu_identity(system_info: str) -> list[Any]:
-    """The CPU and the llama.cpp build as a key. `platform.processor()` is only the
-    architecture on Linux, so the model name comes from /proc/cpuinfo where there is
-    one; the build's report lists the instruction sets compiled in."""
-    name = platform.processor()
+@functools.cache
+def _cpu_model_name() -> str:
+    """`platform.processor()` is only the architecture on Linux, so the model name comes
+    from /proc/cpuinfo where there is one (read once per process)."""
     try:
         with Path("/proc/cpuinfo").open(encoding="utf-8", errors="replace") as info:
             for line in info:
                 if line.startswith("model name"):
-                    name = line.partition(":")[2].strip()
-                    break
+                    return line.partition(":")[2].strip()
     except OSError:
         pass
-    return [platform.machine(), name, os.cpu_count(), llama_cpp.__version__, system_info]
+    return platform.processor()
+
+
+def cpu_identity(system_info: str) -> list[Any]:
+    """The CPU and the llama.cpp build as a key; the build's report lists the
+    instruction sets compiled in."""
+    return [
+        platform.machine(),
+        _cpu_model_name(),
+        os.cpu_count(),
+        llama_cpp.__version__,
+        system_info,
+    ]
 
 
 def _key(kind: str, identity: dict[str, Any]) -> str:
