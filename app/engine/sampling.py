@@ -50,6 +50,9 @@ def _llama_seed(seed: int | None) -> int:
     return min(seed & 0xFFFFFFFF, 0xFFFFFFFE)
 
 
+_Bias = tuple[np.ndarray[Any, np.dtype[Any]], np.ndarray[Any, np.dtype[Any]]] | None
+"""A request's logit biases as token ids and amounts, or None without any."""
+
 RETRIES = 16
 """Greedy: how many of the best tokens are tested one by one after a refused pick."""
 REDRAWS = 8
@@ -79,13 +82,13 @@ class RequestSampler:
         self, params: SamplingParams, n_vocab: int, vocab: Any, grammar: str | None
     ) -> None:
         self._n_vocab = n_vocab
-        self._chain = _chain(params, n_vocab)
+        self._bias = _bias_arrays(params)
+        self._chain = _chain(params, n_vocab, self._bias)
         self._closed = False
         self._grammar: llama_cpp.llama_sampler_p | None = None
         self._candidates: np.ndarray[Any, np.dtype[Any]] | None = None
         self._greedy = params.temperature == 0
         self._check_after = self._greedy or (params.top_k is None and params.top_p >= 1)
-        self._bias = _bias_arrays(params)
         if grammar is not None:  # only tokens that keep the reply valid stay possible
             self._grammar = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
             if not self._grammar:  # llama.cpp could not parse it (checked at submit already)
@@ -173,9 +176,7 @@ class RequestSampler:
             self._closed = True
 
 
-def _bias_arrays(
-    params: SamplingParams,
-) -> tuple[np.ndarray[Any, np.dtype[Any]], np.ndarray[Any, np.dtype[Any]]] | None:
+def _bias_arrays(params: SamplingParams) -> _Bias:
     """The request's logit biases as token ids and amounts (-100 bans: -inf), for the
     chain and for the greedy retry, which adds them itself."""
     if not params.logit_bias:
@@ -185,15 +186,18 @@ def _bias_arrays(
     return ids, np.array(amounts, dtype=np.float32)
 
 
-def _chain(params: SamplingParams, n_vocab: int) -> llama_cpp.llama_sampler_p:
-    """The native chain: its logit biases (-100 bans: -inf), then greedy at temperature
+def _chain(
+    params: SamplingParams,
+    n_vocab: int,
+    bias: _Bias,
+) -> llama_cpp.llama_sampler_p:
+    """The native chain: the logit biases (`_bias_arrays`), then greedy at temperature
     0, else top-p, temperature, and a draw from the request's own seeded generator (so
     one request's randomness never depends on another's); top-k before top-p when a
     request (Anthropic's) asks for it."""
     chain: llama_cpp.llama_sampler_p = llama_cpp.llama_sampler_chain_init(
         llama_cpp.llama_sampler_chain_default_params()
     )
-    bias = _bias_arrays(params)
     if bias is not None:
         biases = (llama_cpp.llama_logit_bias * len(bias[0]))()
         for entry, token, amount in zip(biases, bias[0].tolist(), bias[1].tolist(), strict=True):
