@@ -154,8 +154,8 @@ their engines once), in the order and groups tests/conftest.py gives them. The s
 2 cores: with two workers each engine runs on one thread (tests/conftest.py), and one
 worker's Python, HTTP and subprocess waits leave the core to the other's engine (on a
 2-vCPU EPYC: pytest 491 s in one process, 354 to 442 s in two, 393 to 433 s from a
-fresh clone once start-up measurements were kept, 375 to 382 s once tests read fewer
-tokens). `-n 0` after `test` runs
+fresh clone once start-up measurements were kept, 303 to 382 s once tests read fewer
+tokens, as the machine's own speed varied). `-n 0` after `test` runs
 them in one process again, each engine on two threads."""
 
 
