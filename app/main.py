@@ -152,6 +152,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                 "openai-processing-ms",
                 "retry-after",
                 "llm-response-id",
+                "llm-omitted-tools",
             ],
         )
         if origins

@@ -19,6 +19,9 @@ response by its id (README).
 from __future__ import annotations
 
 import json
+import logging
+import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -34,6 +37,8 @@ from config.settings import ResponseStoreSettings
 from conversion.errors import InvalidRequestError, NotFoundError
 
 __all__ = ("ResponseStore", "StoredResponse")
+
+logger = logging.getLogger("llm_service.store")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -76,8 +81,13 @@ class ResponseStore:
         self._max_bytes = settings.max_bytes
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self.seal_key = b""
+        """The key that seals reasoning for stateless clients (`open()` reads it)."""
 
     def open(self) -> None:
+        if not self.seal_key:  # a store that is off writes nothing: a key for this process
+            key_file = self.path.parent / "reasoning.key"
+            self.seal_key = _seal_key(key_file) if self.enabled else secrets.token_bytes(32)
         if not self.enabled or self._db is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -255,6 +265,34 @@ class ResponseStore:
                 raise InvalidRequestError(f"No input item has the id '{after}'.", param="after")
             items = items[ids.index(after) + 1 :]
         return items[:limit], len(items) > limit
+
+
+def _seal_key(path: Path) -> bytes:
+    """The server's sealing key, kept beside the store so that reasoning sealed before a
+    restart (or by another replica sharing the folder) still opens; made on first use.
+    A folder that cannot be written gives a key for this process only."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("Cannot read %s (%s): sealed reasoning lasts until a restart", path, exc)
+        return secrets.token_bytes(32)
+    key = secrets.token_bytes(32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        made = path.with_name(f"{path.name}.{secrets.token_hex(4)}")
+        made.write_bytes(key)
+        made.chmod(0o600)
+        try:  # whole or not at all, and never over another process's key: first wins
+            os.link(made, path)
+        finally:
+            made.unlink()
+    except FileExistsError:
+        return path.read_bytes()
+    except OSError as exc:
+        logger.warning("Cannot write %s (%s): sealed reasoning lasts until a restart", path, exc)
+    return key
 
 
 def _not_found(response_id: str) -> NotFoundError:

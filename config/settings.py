@@ -165,8 +165,9 @@ class LimitSettings(ConfigModel, frozen=True):
 
 
 class ResponseStoreSettings(ConfigModel, frozen=True):
-    """Stored responses of the Responses API (`store`, `previous_response_id`, and
-    `GET`/`DELETE /v1/responses/{id}`), in a SQLite file."""
+    """The Responses API: stored responses (`store`, `previous_response_id`, and
+    `GET`/`DELETE /v1/responses/{id}`) in a SQLite file, the key that seals reasoning
+    for stateless clients (`reasoning.key` beside it), and hosted tools."""
 
     store: bool = True
     """Keep responses (unless a request says `store: false`), as OpenAI does; false =
@@ -177,6 +178,11 @@ class ResponseStoreSettings(ConfigModel, frozen=True):
     """Seconds a stored response is kept (OpenAI keeps them 30 days)."""
     max_bytes: Annotated[int, Meta(ge=1024)] = 256 * 1024 * 1024
     """Most bytes of stored JSON; past it the oldest responses are dropped."""
+    hosted_tools: Literal["omit", "refuse"] = "omit"
+    """Tools OpenAI runs on its side (`web_search`, `file_search`, `code_interpreter`,
+    remote `mcp`, ...), which this server cannot: `omit` leaves them out of what the
+    model is offered and names them in the `llm-omitted-tools` header and the log (so
+    clients that always send one, as Codex does, work); `refuse` answers 400."""
 
 
 class SpeculativeSettings(ConfigModel, frozen=True):

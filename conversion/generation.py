@@ -29,7 +29,8 @@ __all__ = (
 
 TemplateMessage = dict[str, Any]
 """A message as chat templates read it: `role`, `content` and, where the template
-renders them, `tool_calls`, `tool_call_id` or `name` (`conversion.turn`)."""
+renders them, `tool_calls`, `tool_call_id`, `name` or `reasoning_content`
+(`conversion.turn`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from conversion.errors import InvalidRequestError
 from conversion.json_schema import check_schema
+from conversion.structure import Json
 
 __all__ = (
     "Function",
@@ -49,6 +50,13 @@ class Function:
     """The client asked that arguments always match `parameters`."""
     param: str = "tools"
     """Where `parameters` sits in the request, for errors about it."""
+    enforced: dict[str, Any] | None = None
+    """The schema a grammar enforces on forced calls, where it says more than the
+    `parameters` the model is shown (a custom tool's input grammar)."""
+
+    def arguments(self) -> Json:
+        """The arguments of a forced call, as a structure part."""
+        return Json(self.enforced or self.parameters, self.param)
 
 
 @dataclass(frozen=True, slots=True)

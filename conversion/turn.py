@@ -69,6 +69,10 @@ class TurnMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     """An assistant message's tool calls."""
     tool_call_id: str | None = None
     """A tool message's answer to this call."""
+    reasoning: str | None = None
+    """An assistant message's thinking, where the client sent it back (the Responses
+    API's reasoning items); templates that show it within a tool loop get it as
+    `reasoning_content`, the others leave it out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +141,8 @@ def template_messages(
                 out["tool_call_id"] = syntax.history_id(message.tool_call_id)
         elif message.name is not None:
             out["name"] = message.name
+        if message.reasoning:
+            out["reasoning_content"] = message.reasoning
         if message.tool_calls:
             calls = _calls(message, native_tools, syntax)
             if native_tools:

@@ -16,6 +16,7 @@ import argparse
 import csv
 import io
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -233,6 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         *("--model-n-parallel", str(args.slots), "--model-n-threads", str(args.threads)),
         *args.flags,
     ]
+    key = secrets.token_bytes(32)  # one key: any replica opens reasoning another sealed
+    for i in range(1, args.replicas + 1):
+        (logs / f"store{i}").mkdir()
+        (logs / f"store{i}" / "reasoning.key").write_bytes(key)
     replicas = [
         Replica(f"replica{i}", [*flags, "--responses-dir", str(logs / f"store{i}")], logs)
         for i in range(1, args.replicas + 1)

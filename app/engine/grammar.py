@@ -18,6 +18,10 @@ that fail if the upstream rule they correct changes:
    negated classes `[^…]` would admit a raw `"`, `\\` or control character. Here they
    exclude those (a pattern thus matches only characters that need no JSON escape).
 
+A string schema may also carry the GBNF of its content (`GBNF_STRING_KEY`, put there by
+`conversion.custom_grammar` for a custom tool's input): its rules join the grammar,
+renamed apart, in place of the converter's string rule.
+
 Schema features the converter cannot express reach the client as a 400 naming the
 schema, before any model work; `conversion/json_schema.py` has already refused, with
 their paths, the keywords a strict schema uses that no grammar here enforces.
@@ -31,6 +35,7 @@ from typing import Any
 
 from llama_cpp.llama_grammar import SchemaConverter
 
+from conversion.custom_grammar import GBNF_STRING_KEY
 from conversion.errors import InvalidRequestError
 from conversion.structure import Json, Literal, Structure
 
@@ -94,6 +99,16 @@ class _JsonSafeConverter(SchemaConverter):
             rule = r"[^\x0A\x0D]"
         return str(super()._add_rule(name, _json_safe_negations(rule)))  # type: ignore[no-untyped-call]
 
+    def visit(self, schema: Any, name: str) -> str:
+        content = schema.get(GBNF_STRING_KEY) if isinstance(schema, dict) else None
+        if not isinstance(content, str):
+            return str(super().visit(schema, name))  # type: ignore[no-untyped-call]
+        prefix = f"{name or 'root'}-content-"
+        for line in content.splitlines():
+            rule_name, body = line.split(" ::= ", 1)
+            self._add_rule(prefix + rule_name, _renamed(body, prefix))
+        return self._add_rule(name or "root", f'"\\"" {prefix}root "\\"" space')
+
 
 def _schema_rules(schema: dict[str, Any], param: str) -> list[tuple[str, str]]:
     """The converter's rules for one schema, as (name, body); the first is `root`."""
@@ -103,7 +118,7 @@ def _schema_rules(schema: dict[str, Any], param: str) -> list[tuple[str, str]]:
         )
         # resolve_refs rewrites `$ref`s in place: work on a copy of the request's schema
         resolved = converter.resolve_refs(json.loads(json.dumps(schema)), "input")
-        converter.visit(resolved, "")  # type: ignore[no-untyped-call]
+        converter.visit(resolved, "")
         text = str(converter.format_grammar())  # type: ignore[no-untyped-call]
     except Exception as exc:  # any failure of the converter: the schema is unusable
         raise InvalidRequestError(

@@ -27,9 +27,7 @@ from conversion.responses.wire import (
 )
 from conversion.responses.wire import Response as ResponseObject
 
-__all__ = ("RESPONSE_ID_HEADER", "create", "delete_response", "list_input_items", "retrieve")
-
-RESPONSE_ID_HEADER = "llm-response-id"
+__all__ = ("create", "delete_response", "list_input_items", "retrieve")
 
 
 @post(
@@ -51,9 +49,9 @@ async def create(
 
     The `llm-response-id` header names the response before its body: a proxy in front
     of several replicas records which one stored it, and sends the requests that name
-    it (`previous_response_id`, `GET`/`DELETE`) there (see `deploy/haproxy.cfg`)."""
-    response_id, result = await create_response(request, data, engine, settings, store, metrics)
-    headers = {RESPONSE_ID_HEADER: response_id}
+    it (`previous_response_id`, `GET`/`DELETE`) there (see `deploy/haproxy.cfg`).
+    `llm-omitted-tools` names the hosted tools left out of what the model saw."""
+    headers, result = await create_response(request, data, engine, settings, store, metrics)
     if isinstance(result, ResponseObject):
         return Response(result, status_code=HTTP_200_OK, headers=headers)
     return sse_response(result, headers=headers)

@@ -4,10 +4,15 @@ The request's input items (after the stored conversation of `previous_response_i
 if any) map onto a `Turn` (`conversion.responses.requests`); the turn's reply becomes output items
 in a `Response`, or the typed event stream. A stored response is saved before its
 last event is sent, so a client that continues at once finds it.
+
+Hosted tools the request named and the server left out (`responses.hosted_tools`) are
+logged and named in the `llm-omitted-tools` header, so a client can tell why the model
+never searched the web.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,10 +31,14 @@ from conversion.reply import TurnEvent
 from conversion.responses.events import ResponseEvents
 from conversion.responses.items import Item
 from conversion.responses.output import ResponseDraft, output_items
-from conversion.responses.requests import to_turn
+from conversion.responses.requests import SEALED_INCLUDE, to_turn
 from conversion.responses.wire import Response, ResponsesRequest, StreamEvent
 
-__all__ = ("create_response",)
+__all__ = ("OMITTED_TOOLS_HEADER", "RESPONSE_ID_HEADER", "create_response")
+
+RESPONSE_ID_HEADER = "llm-response-id"
+OMITTED_TOOLS_HEADER = "llm-omitted-tools"
+logger = logging.getLogger("llm_service.responses")
 
 
 async def _events(
@@ -55,26 +64,46 @@ async def create_response(
     settings: Settings,
     store: ResponseStore,
     metrics: Metrics | None = None,
-) -> tuple[str, Response | AsyncIterator[bytes]]:
-    """Serve one request; returns the response's id (known before the stream starts, for
-    a header) and the response, or the SSE byte stream when streaming."""
-    turn, items = await anyio.to_thread.run_sync(
-        lambda: to_turn(body, settings.sampling, settings.limits, store.history, store.item)
+) -> tuple[dict[str, str], Response | AsyncIterator[bytes]]:
+    """Serve one request; returns the headers (the response's id, known before the
+    stream starts, and the hosted tools left out) and the response, or the SSE byte
+    stream when streaming."""
+    hosted = settings.responses.hosted_tools
+    mapped = await anyio.to_thread.run_sync(
+        lambda: to_turn(
+            body,
+            settings.sampling,
+            settings.limits,
+            store.history,
+            store.item,
+            hosted_tools=hosted,
+            key=store.seal_key,
+        )
     )
+    turn, items = mapped.turn, mapped.items
     keep = body.store is not False and store.enabled
-    draft = ResponseDraft(body, turn, engine.model_id, keep)
+    sealed = SEALED_INCLUDE in (body.include or ())
+    draft = ResponseDraft(
+        body, turn, engine.model_id, keep, mapped.tools, store.seal_key if sealed else None
+    )
+    headers = {RESPONSE_ID_HEADER: draft.id}
+    if mapped.tools.omitted:
+        headers[OMITTED_TOOLS_HEADER] = ", ".join(mapped.tools.omitted)
+        logger.info(
+            "Left out hosted tools this server cannot run: %s", headers[OMITTED_TOOLS_HEADER]
+        )
     started = await start_turn(request, turn, engine, settings, metrics)
     if not body.stream:
         [reply], usage = await started.replies()
         response = draft.response(
-            output_items(reply), finish_reason=reply.finish_reason, usage=usage
+            output_items(reply, draft), finish_reason=reply.finish_reason, usage=usage
         )
         if keep:
             await anyio.to_thread.run_sync(store.save, response, items)
-        return draft.id, response
+        return headers, response
     events = await started.events()
     writer = ResponseEvents(draft)
-    return draft.id, sse_body(
+    return headers, sse_body(
         _events(events, writer, store if keep else None, items),
         started.fanout,
         encode=typed_event,

@@ -69,7 +69,7 @@ class Llama3Syntax(ToolSyntax):
     def forced_call(self, function: Function) -> tuple[Part, ...]:
         return (
             Literal('{"name": "' + function.name + '", "parameters": '),
-            Json(function.parameters, function.param),
+            function.arguments(),
             Literal("}"),
         )
 
@@ -103,7 +103,7 @@ class MistralJsonSyntax(ToolSyntax):
     def forced_call(self, function: Function) -> tuple[Part, ...]:
         return (
             Literal('[TOOL_CALLS][{"name": "' + function.name + '", "arguments": '),
-            Json(function.parameters, function.param),
+            function.arguments(),
             Literal("}]"),
         )
 
@@ -145,7 +145,7 @@ class MistralArgsSyntax(ToolSyntax):
     def forced_call(self, function: Function) -> tuple[Part, ...]:
         return (
             Literal(f"[TOOL_CALLS]{function.name}[ARGS]"),
-            Json(function.parameters, function.param),
+            function.arguments(),
         )
 
     def cut_call(self, text: str, names: Sequence[str]) -> list[ParsedCall] | None:
@@ -208,7 +208,7 @@ class DeepSeekV3Syntax(ToolSyntax):
     def forced_call(self, function: Function) -> tuple[Part, ...]:
         return (
             Literal(f"{_DS_BEGIN}{_DS_CALL}{function.name}{_DS_SEP}"),
-            Json(function.parameters, function.param),
+            function.arguments(),
             Literal(f"{_DS_CALL_END}{_DS_END}"),
         )
 
@@ -242,7 +242,7 @@ class DeepSeekR1Syntax(DeepSeekV3Syntax):
     def forced_call(self, function: Function) -> tuple[Part, ...]:
         return (
             Literal(f"{_DS_BEGIN}{_DS_CALL}function{_DS_SEP}{function.name}\n```json\n"),
-            Json(function.parameters, function.param),
+            function.arguments(),
             Literal(f"\n```{_DS_CALL_END}{_DS_END}"),
         )
 
@@ -298,7 +298,7 @@ class HarmonySyntax(ToolSyntax):
         header = f"<|start|>assistant<|channel|>commentary to=functions.{function.name}"
         return (
             Literal(header + " <|constrain|>json<|message|>"),
-            Json(function.parameters, function.param),
+            function.arguments(),
         )
 
     def cut_call(self, text: str, names: Sequence[str]) -> list[ParsedCall] | None:
@@ -331,7 +331,7 @@ class Phi4Syntax(ToolSyntax):
     def forced_call(self, function: Function) -> tuple[Part, ...]:
         return (
             Literal('<|tool_call|>{"name": "' + function.name + '", "arguments": '),
-            Json(function.parameters, function.param),
+            function.arguments(),
             Literal("}<|/tool_call|>"),
         )
 
@@ -378,7 +378,7 @@ class Gemma4Syntax(ToolSyntax):
     def forced_call(self, function: Function) -> tuple[Part, ...]:
         return (
             Literal(f"<|tool_call>call:{function.name}"),
-            Json(function.parameters, function.param),
+            function.arguments(),
             Literal("<tool_call|>"),
         )
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from conversion.structure import Json, Literal, Part, Structure
+from conversion.structure import Literal, Part, Structure
 from conversion.tools import Function, ParsedCall, ToolPlan
 
 __all__ = (
@@ -113,7 +113,7 @@ class ToolSyntax:
     def forced_call(self, function: Function) -> tuple[Part, ...]:
         return (
             Literal('<tool_call>\n{"name": "' + function.name + '", "arguments": '),
-            Json(function.parameters, function.param),
+            function.arguments(),
             Literal("}\n</tool_call>"),
         )
 

@@ -32,6 +32,9 @@ from conversion.responses.wire import (
     ArgumentsDone,
     ContentPartAdded,
     ContentPartDone,
+    CustomInputDelta,
+    CustomInputDone,
+    CustomToolCallItem,
     OutputItem,
     OutputItemAdded,
     OutputItemDone,
@@ -48,6 +51,7 @@ from conversion.responses.wire import (
     ResponseInProgress,
     StreamEvent,
 )
+from conversion.tools import ParsedCall
 from conversion.usage import combined_usage
 
 __all__ = ("ResponseEvents",)
@@ -116,7 +120,7 @@ class ResponseEvents:
         if self._reasoning_id is None:
             return
         text, index = "".join(self._thought), len(self._output)
-        item = reasoning_item(self._reasoning_id, text, status)
+        item = reasoning_item(self._reasoning_id, text, status, self._draft.seal_key)
         self._reasoning_id = None
         yield from self._numbered(
             ReasoningTextDone(item_id=item.id, output_index=index, text=text),
@@ -156,25 +160,39 @@ class ResponseEvents:
             )
             self._output.append(item)
         for call in end.calls:
-            done = call_item(call, status)
-            added = call_item(call, "in_progress", arguments="")
-            added.id, added.call_id = done.id, done.call_id
-            index = len(self._output)
-            yield from self._numbered(
-                OutputItemAdded(output_index=index, item=added),
-                ArgumentsDelta(item_id=done.id, output_index=index, delta=done.arguments),
-                ArgumentsDone(
-                    item_id=done.id, output_index=index, name=done.name, arguments=done.arguments
-                ),
-                OutputItemDone(output_index=index, item=done),
-            )
-            self._output.append(done)
+            yield from self._call(call, status)
         usage = combined_usage([end.usage])
         self.final = self._draft.response(
             list(self._output), finish_reason=end.finish_reason, usage=usage
         )
         closing = ResponseIncomplete if self.final.status == "incomplete" else ResponseCompleted
         yield from self._numbered(closing(response=self.final))
+
+    def _call(self, call: ParsedCall, status: ItemStatus) -> Iterator[StreamEvent]:
+        """A call's item added with an empty input, its input in one delta, then done."""
+        done = call_item(call, status, self._draft.tools)
+        added = call_item(call, "in_progress", self._draft.tools, announced=True)
+        added.id, added.call_id = done.id, done.call_id
+        index = len(self._output)
+        body: tuple[StreamEvent, ...]
+        if isinstance(done, CustomToolCallItem):
+            body = (
+                CustomInputDelta(item_id=done.id, output_index=index, delta=done.input),
+                CustomInputDone(item_id=done.id, output_index=index, input=done.input),
+            )
+        else:
+            body = (
+                ArgumentsDelta(item_id=done.id, output_index=index, delta=done.arguments),
+                ArgumentsDone(
+                    item_id=done.id, output_index=index, name=done.name, arguments=done.arguments
+                ),
+            )
+        yield from self._numbered(
+            OutputItemAdded(output_index=index, item=added),
+            *body,
+            OutputItemDone(output_index=index, item=done),
+        )
+        self._output.append(done)
 
     def fail(self, error: OpenAIError) -> Iterator[StreamEvent]:
         """The stream broke after it started: the response ends `failed`."""

@@ -8,10 +8,17 @@ none (stored items are listed and referenced by id), and resolves `item_referenc
 store, onto the turn's messages, so a conversation continued with `previous_response_id`
 renders to exactly the prompt that resending its items would (and so finds the
 engine's prefix cache).
+
+Calls of namespaced and custom tools come back under the names the model was offered
+(`conversion.responses.tools`), a custom call's input as its one `input` argument. A
+reasoning item's thinking (its `content`, or its sealed `encrypted_content`, which must
+be this server's: `conversion.responses.sealing`) goes with the assistant turn that
+follows it.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,6 +26,8 @@ from typing import Any
 import msgspec
 
 from conversion.errors import InvalidRequestError
+from conversion.responses.sealing import unseal
+from conversion.responses.tools import model_name
 from conversion.turn import HistoryCall, TurnMessage
 
 __all__ = ("Item", "new_id", "read_items", "to_turn_messages")
@@ -28,7 +37,15 @@ Item = dict[str, Any]
 _TEXT_PARTS = {"input_text", "output_text", "text", "summary_text", "reasoning_text"}
 _UNREADABLE_PARTS = {"input_image", "input_file", "input_audio"}
 _ROLES = {"user", "system", "developer", "assistant"}
-_ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+_ID_PREFIX = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "custom_tool_call": "ctc",
+    "custom_tool_call_output": "ctco",
+    "reasoning": "rs",
+}
+_CALLS = ("function_call", "custom_tool_call")
 
 
 def new_id(prefix: str) -> str:
@@ -80,7 +97,27 @@ def _kind(item: Item) -> Any:
     return None
 
 
-def _check(item: Any, where: str) -> Item:
+def _optional_string(item: Item, key: str, where: str) -> None:
+    if item.get(key) is not None:
+        _string(item, key, where)
+
+
+def _check_reasoning(item: Item, where: str, key: bytes) -> None:
+    """A reasoning item's parts are text; a sealed text must be this server's."""
+    for field in ("summary", "content"):
+        if item.get(field) is not None:
+            _check_parts(item[field], f"{where}.{field}", allow_refusal=False)
+    _optional_string(item, "encrypted_content", where)
+    sealed = item.get("encrypted_content")
+    if sealed is not None and unseal(sealed, key) is None:
+        raise _fail(
+            "encrypted_content was not sealed by this server (or was changed since); send "
+            "the reasoning item as this server returned it, or leave it out.",
+            f"{where}.encrypted_content",
+        )
+
+
+def _check(item: Any, where: str, key: bytes) -> Item:
     if not isinstance(item, dict):
         raise _fail("Each input item must be an object.", where)
     kind = _kind(item)
@@ -90,14 +127,15 @@ def _check(item: Any, where: str) -> Item:
         _check_parts(
             item.get("content"), f"{where}.content", allow_refusal=item["role"] == "assistant"
         )
-    elif kind == "function_call":
-        for key in ("call_id", "name", "arguments"):
-            _string(item, key, where)
-    elif kind == "function_call_output":
+    elif kind in _CALLS:
+        for field in ("call_id", "name", "arguments" if kind == "function_call" else "input"):
+            _string(item, field, where)
+        _optional_string(item, "namespace", where)
+    elif kind in ("function_call_output", "custom_tool_call_output"):
         _string(item, "call_id", where)
         _check_parts(item.get("output"), f"{where}.output", allow_refusal=False)
     elif kind == "reasoning":
-        pass  # this server does not reason yet: kept in the store, not shown to the model
+        _check_reasoning(item, where, key)
     elif kind == "item_reference":
         _string(item, "id", where)
     else:
@@ -112,9 +150,12 @@ def read_items(
     value: str | list[Any] | None,
     resolve: Callable[[str], Item | None] = lambda _: None,
     param: str = "input",
+    *,
+    key: bytes = b"",
 ) -> list[Item]:
     """The request's `input` as checked items with ids; a string is one user message.
-    `resolve` finds a stored item by id, for `item_reference`s."""
+    `resolve` finds a stored item by id, for `item_reference`s; `key` is the server's
+    key for sealed reasoning."""
     if value is None:
         return []
     if isinstance(value, str):
@@ -122,7 +163,7 @@ def read_items(
         return [{"type": "message", "role": "user", "content": [text], "id": new_id("msg")}]
     items = []
     for index, raw in enumerate(value):
-        item = _check(raw, f"{param}[{index}]")
+        item = _check(raw, f"{param}[{index}]", key)
         if item["type"] == "item_reference":
             found = resolve(item["id"])
             if found is None:
@@ -138,33 +179,59 @@ def _text(content: Any) -> str:
     return "\n".join(str(part.get("text", part.get("refusal", ""))) for part in content or ())
 
 
+def _call(item: Item) -> HistoryCall:
+    """A call item as the model wrote it: under its offered name, a custom tool's input
+    as its one argument."""
+    name = model_name(item["name"], item.get("namespace"))
+    if item["type"] == "custom_tool_call":
+        arguments = json.dumps({"input": item["input"]}, ensure_ascii=False)
+        return HistoryCall(name, arguments, item["call_id"])
+    return HistoryCall(name, item["arguments"], item["call_id"])
+
+
+def _thinking(item: Item, key: bytes) -> str:
+    sealed = item.get("encrypted_content")
+    if isinstance(sealed, str):
+        return unseal(sealed, key) or ""
+    return _text(item.get("content"))
+
+
 def to_turn_messages(
-    items: Sequence[Item], instructions: str | None = None
+    items: Sequence[Item], instructions: str | None = None, *, key: bytes = b""
 ) -> tuple[TurnMessage, ...]:
-    """`instructions` first (a system message), then the items in order. A function
-    call joins the assistant message just before it (the one turn that made it), and
-    consecutive calls go together, as chat history holds them."""
+    """`instructions` first (a system message), then the items in order. A call joins
+    the assistant message just before it (the one turn that made it), and consecutive
+    calls go together, as chat history holds them; thinking goes with the assistant
+    turn after it."""
     messages: list[TurnMessage] = []
     if instructions:
         messages.append(TurnMessage("system", instructions))
     previous_kind = None
+    thinking: str | None = None
     for item in items:
         kind = item["type"]
         if kind == "message":
             role, text = item["role"], _text(item.get("content"))
-            messages.append(TurnMessage("system" if role == "developer" else role, text))
-        elif kind == "function_call":
-            call = HistoryCall(item["name"], item["arguments"], item["call_id"])
+            said = thinking if role == "assistant" else None
+            messages.append(
+                TurnMessage("system" if role == "developer" else role, text, reasoning=said)
+            )
+        elif kind in _CALLS:
+            call = _call(item)
             last = messages[-1] if messages else None
-            if previous_kind in ("function_call", "message") and last and last.role == "assistant":
+            if previous_kind in (*_CALLS, "message") and last and last.role == "assistant":
                 calls = (*last.tool_calls, call)
                 messages[-1] = msgspec.structs.replace(last, tool_calls=calls)
             else:
-                messages.append(TurnMessage("assistant", "", tool_calls=(call,)))
-        elif kind == "function_call_output":
+                messages.append(
+                    TurnMessage("assistant", "", tool_calls=(call,), reasoning=thinking)
+                )
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             output = _text(item.get("output"))
             messages.append(TurnMessage("tool", output, tool_call_id=item["call_id"]))
-        else:  # reasoning: not shown to the model
+        else:  # reasoning: with the assistant turn that follows
+            thinking = _thinking(item, key) or None
             continue
+        thinking = None
         previous_kind = kind
     return tuple(messages)

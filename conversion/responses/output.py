@@ -8,10 +8,14 @@ server's time limit); a failure after the stream started is `failed`.
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+import msgspec
 
 from conversion.errors import OpenAIError
 from conversion.generation import TokenLogprob
@@ -19,7 +23,10 @@ from conversion.logprobs import token_entries
 from conversion.reply import ChoiceReply
 from conversion.responses.items import new_id
 from conversion.responses.requests import echoed_text
+from conversion.responses.sealing import seal
+from conversion.responses.tools import OfferedTools
 from conversion.responses.wire import (
+    CustomToolCallItem,
     FunctionCallItem,
     IncompleteDetails,
     InputTokensDetails,
@@ -39,6 +46,7 @@ from conversion.turn import Turn
 from conversion.wire import Usage
 
 __all__ = (
+    "CallItem",
     "ItemStatus",
     "ResponseDraft",
     "call_item",
@@ -50,6 +58,7 @@ __all__ = (
 )
 
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
+CallItem = FunctionCallItem | CustomToolCallItem
 
 
 def item_status(finish_reason: str) -> ItemStatus:
@@ -66,35 +75,77 @@ def message_item(
     return OutputMessage(id=item_id, status=status, content=[part])
 
 
+_PARTIAL_INPUT = re.compile(r'\s*\{\s*"input"\s*:\s*"((?:[^"\\]|\\.)*)', re.S)
+
+
+def _custom_input(arguments: str) -> str:
+    """A custom tool's input: the `input` argument the model wrote, or as much of it as
+    a call cut short holds (its arguments as they are, should a call not have the one
+    string argument it was offered)."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        partial = _PARTIAL_INPUT.match(arguments)
+        if partial is None:
+            return arguments
+        text = partial[1]
+        for cut in range(len(r"\uXXXX")):  # an escape cut in the middle: drop its start
+            try:
+                return str(json.loads(f'"{text[: len(text) - cut]}"'))
+            except ValueError:
+                continue
+        return text
+    text = value.get("input") if isinstance(value, dict) else None
+    return text if isinstance(text, str) else arguments
+
+
 def call_item(
-    call: ParsedCall, status: ItemStatus, arguments: str | None = None
-) -> FunctionCallItem:
-    """A call as an output item; `arguments` overrides the call's (the stream's first,
-    empty, announcement of the item)."""
+    call: ParsedCall, status: ItemStatus, tools: OfferedTools, *, announced: bool = False
+) -> CallItem:
+    """A call as an output item, named as the request named its tool; `announced`: the
+    stream's first, empty, announcement of the item."""
+    origin = tools.origins.get(call.name)
+    namespace = origin.namespace if origin and origin.namespace else msgspec.UNSET
+    name = origin.name if origin else call.name
+    if origin is not None and origin.kind == "custom":
+        return CustomToolCallItem(
+            id=new_id("ctc"),
+            call_id=new_call_id(),
+            name=name,
+            input="" if announced else _custom_input(call.arguments),
+            namespace=namespace,
+        )
     return FunctionCallItem(
         id=new_id("fc"),
         call_id=new_call_id(),
-        name=call.name,
-        arguments=call.arguments if arguments is None else arguments,
+        name=name,
+        arguments="" if announced else call.arguments,
         status=status,
+        namespace=namespace,
     )
 
 
-def reasoning_item(item_id: str, text: str, status: ItemStatus) -> ReasoningItem:
-    return ReasoningItem(id=item_id, content=[ReasoningText(text=text)], status=status)
+def reasoning_item(
+    item_id: str, text: str, status: ItemStatus, seal_key: bytes | None = None
+) -> ReasoningItem:
+    """Thinking as an item; sealed into `encrypted_content` too when `seal_key` is set."""
+    sealed = seal(text, seal_key) if seal_key is not None else msgspec.UNSET
+    return ReasoningItem(
+        id=item_id, content=[ReasoningText(text=text)], status=status, encrypted_content=sealed
+    )
 
 
-def output_items(reply: ChoiceReply) -> list[OutputItem]:
+def output_items(reply: ChoiceReply, draft: ResponseDraft) -> list[OutputItem]:
     """A reply's thinking (if any), then its content (one message, if it has some or
     made no call) and its calls (one item per call)."""
     status = item_status(reply.finish_reason)
     items: list[OutputItem] = []
     if reply.reasoning is not None:
         thought = status if not (reply.content or reply.tool_calls) else "completed"
-        items.append(reasoning_item(new_id("rs"), reply.reasoning, thought))
+        items.append(reasoning_item(new_id("rs"), reply.reasoning, thought, draft.seal_key))
     if reply.content or not reply.tool_calls:
         items.append(message_item(new_id("msg"), reply.content or "", reply.logprobs, status))
-    items += [call_item(call, status) for call in reply.tool_calls]
+    items += [call_item(call, status, draft.tools) for call in reply.tool_calls]
     return items
 
 
@@ -121,6 +172,11 @@ class ResponseDraft:
     turn: Turn
     model: str
     store: bool
+    tools: OfferedTools = field(default_factory=lambda: OfferedTools(None))
+    """What the request's tools became: calls are named back from it."""
+    seal_key: bytes | None = None
+    """Set when the request includes `reasoning.encrypted_content`: the key to seal
+    thinking with."""
     id: str = field(default_factory=lambda: new_id("resp"))
     created_at: int = field(default_factory=lambda: int(time.time()))
 

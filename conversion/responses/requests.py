@@ -1,15 +1,17 @@
 """Responses API requests -> a `Turn` (limits checked), and the settings a response echoes.
 
 A field is honoured, accepted and documented as having no effect here (`reasoning`
-on a model that does not reason, `service_tier`, `prompt_cache_key`, ...), or refused
-with a 400 naming it (`background`, `conversation`, built-in tools, ...). The sampling
+on a model that does not reason, `service_tier`, `prompt_cache_key`,
+`client_metadata`, ...), or refused with a 400 naming it (`background`,
+`conversation`, ...). Tools are read in `conversion.responses.tools`. The sampling
 defaults are the server's, as in chat.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from config.settings import LimitSettings, SamplingDefaults
 from conversion.errors import InvalidRequestError
@@ -18,17 +20,18 @@ from conversion.generation import GenerationParams, SamplingParams
 from conversion.json_schema import structured_output_schema
 from conversion.limits import apply_limits, check_max_tokens, check_message_count
 from conversion.responses.items import Item, read_items, to_turn_messages
+from conversion.responses.tools import OfferedTools, offered_tools
 from conversion.responses.wire import ResponsesRequest
-from conversion.tools import Function, ToolPlan, function_from_spec, plan_functions
 from conversion.turn import Turn
 
-__all__ = ("LOGPROBS_INCLUDE", "echoed_text", "to_turn")
+__all__ = ("LOGPROBS_INCLUDE", "SEALED_INCLUDE", "MappedRequest", "echoed_text", "to_turn")
 
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
+SEALED_INCLUDE = "reasoning.encrypted_content"
 KNOWN_INCLUDES = frozenset(
     {
         LOGPROBS_INCLUDE,
-        "reasoning.encrypted_content",
+        SEALED_INCLUDE,
         "file_search_call.results",
         "web_search_call.results",
         "web_search_call.action.sources",
@@ -37,8 +40,8 @@ KNOWN_INCLUDES = frozenset(
         "code_interpreter_call.outputs",
     }
 )
-"""What `include` may name; only the log-probabilities change anything here (the rest
-refer to tools and inputs this server does not have)."""
+"""What `include` may name; the log-probabilities and sealed reasoning change something
+here (the rest refer to tools and inputs this server does not have)."""
 
 
 def _check_request(req: ResponsesRequest, limits: LimitSettings) -> None:
@@ -67,57 +70,6 @@ def _check_request(req: ResponsesRequest, limits: LimitSettings) -> None:
     if isinstance(req.input, list):
         check_message_count(len(req.input), limits, "input")
     check_max_tokens("max_output_tokens", req.max_output_tokens, limits)
-
-
-def _function(tool: Any, index: int) -> Function:
-    where = f"tools[{index}]"
-    kind = tool.get("type") if isinstance(tool, dict) else None
-    if kind != "function":
-        raise InvalidRequestError(
-            f"Tools of type {kind!r} are not supported; only function tools are.",
-            param=f"{where}.type",
-        )
-    return function_from_spec(tool, where)
-
-
-def _plan(tools: list[Any] | None, tool_choice: Any) -> ToolPlan | None:
-    """Flat function tools and the Responses forms of `tool_choice`, onto chat's plan."""
-    functions = tuple(_function(tool, i) for i, tool in enumerate(tools or ()))
-    if not functions and tool_choice in (None, "auto", "none"):
-        return None
-    if tool_choice is None or isinstance(tool_choice, str):
-        return plan_functions(functions, tool_choice)
-    kind = tool_choice.get("type") if isinstance(tool_choice, dict) else None
-    if kind == "function":
-        named = {"type": "function", "function": {"name": tool_choice.get("name")}}
-        return plan_functions(functions, named)
-    if kind == "allowed_tools":
-        return _allowed(functions, tool_choice)
-    raise InvalidRequestError(
-        "tool_choice must be 'none', 'auto', 'required', {'type': 'function', 'name': ...} "
-        "or {'type': 'allowed_tools', ...}.",
-        param="tool_choice",
-    )
-
-
-def _allowed(functions: tuple[Function, ...], choice: dict[str, Any]) -> ToolPlan:
-    mode = choice.get("mode", "auto")
-    listed = choice.get("tools")
-    if mode not in ("auto", "required") or not isinstance(listed, list):
-        raise InvalidRequestError(
-            "allowed_tools needs a mode ('auto' or 'required') and a list of tools.",
-            param="tool_choice",
-        )
-    names = {t.get("name") for t in listed if isinstance(t, dict)}
-    allowed = tuple(f for f in functions if f.name in names)
-    if not allowed or len(allowed) != len(listed):
-        raise InvalidRequestError(
-            "allowed_tools names functions that are not among `tools`.",
-            param="tool_choice.tools",
-        )
-    base = plan_functions(functions, mode)
-    assert base is not None
-    return ToolPlan(mode, base.functions, allowed)
 
 
 def echoed_text(req: ResponsesRequest) -> dict[str, Any]:
@@ -149,36 +101,49 @@ def _params(req: ResponsesRequest, defaults: SamplingDefaults) -> GenerationPara
     )
 
 
+@dataclass(frozen=True, slots=True)
+class MappedRequest:
+    """A request, mapped: the turn, its own checked input items (to store with its
+    response) and what its tools became (to name calls in the output)."""
+
+    turn: Turn
+    items: list[Item]
+    tools: OfferedTools
+
+
 def to_turn(
     req: ResponsesRequest,
     defaults: SamplingDefaults,
     limits: LimitSettings,
     history: Callable[[str], list[Item]],
     stored_item: Callable[[str], Item | None],
-) -> tuple[Turn, list[Item]]:
-    """The turn a request asks for, and its own checked input items (to store with its
-    response). The conversation is the stored `history` of `previous_response_id`,
-    then the input items, whose `item_reference`s `stored_item` resolves, after the
-    request's instructions. Both read the store (blocking): the request's own fields
-    are checked first, so a bad request costs no read."""
+    *,
+    hosted_tools: Literal["omit", "refuse"] = "omit",
+    key: bytes = b"",
+) -> MappedRequest:
+    """The turn a request asks for. The conversation is the stored `history` of
+    `previous_response_id`, then the input items, whose `item_reference`s
+    `stored_item` resolves, after the request's instructions. Both read the store
+    (blocking): the request's own fields are checked first, so a bad request costs no
+    read. `key` opens reasoning sealed for a stateless client."""
     _check_request(req, limits)
     params = _params(req, defaults)
-    plan = _plan(req.tools, req.tool_choice)
+    tools = offered_tools(req.tools, req.tool_choice, hosted_tools)
     effort = _effort(req.reasoning)
     variables = request_variables(req.chat_template_kwargs)
     past = history(req.previous_response_id) if req.previous_response_id else []
-    items = read_items(req.input, stored_item)
+    items = read_items(req.input, stored_item, key=key)
     turn = Turn(
-        messages=to_turn_messages([*past, *items], req.instructions),
+        messages=to_turn_messages([*past, *items], req.instructions, key=key),
         params=apply_limits(params, limits),
-        plan=plan,
+        plan=tools.plan,
         truncate=req.truncation == "auto",
         messages_param="input",
         schema_conflict_param="text.format",
         reasoning_effort=effort,
         template_kwargs=variables,
     )
-    return turn, items
+    return MappedRequest(turn, items, tools)
 
 
 def _effort(reasoning: dict[str, Any] | None) -> str | None:

@@ -18,6 +18,7 @@ from msgspec import Meta
 from conversion.wire import TokenLogprobEntry, WireRequest, WireResponse
 
 __all__ = (
+    "CustomToolCallItem",
     "DeletedResponse",
     "FunctionCallItem",
     "InputItemList",
@@ -68,6 +69,9 @@ class ResponsesRequest(WireRequest, kw_only=True):
     """Not OpenAI's: this server's extension (as in chat), for reproducible sampling."""
     chat_template_kwargs: dict[str, Any] | None = None
     """Not OpenAI's: variables for the chat template, as in chat."""
+    client_metadata: dict[str, Any] | None = None
+    """What the client says about itself (Codex sends its turn's ids): accepted, and
+    not used."""
 
 
 # --- output items -------------------------------------------------------------------
@@ -93,6 +97,18 @@ class FunctionCallItem(WireResponse, kw_only=True, tag_field="type", tag="functi
     arguments: str
     """The arguments object as a JSON string."""
     status: Literal["in_progress", "completed", "incomplete"]
+    namespace: str | msgspec.UnsetType = msgspec.UNSET
+    """The namespace tool the function belongs to, if any."""
+
+
+class CustomToolCallItem(WireResponse, kw_only=True, tag_field="type", tag="custom_tool_call"):
+    """A call of a `custom` tool: its free-form input (the SDK's type has no status)."""
+
+    id: str
+    call_id: str
+    name: str
+    input: str
+    namespace: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class ReasoningText(WireResponse, kw_only=True, tag_field="type", tag="reasoning_text"):
@@ -107,9 +123,12 @@ class ReasoningItem(WireResponse, kw_only=True, tag_field="type", tag="reasoning
     summary: list[Any] = msgspec.field(default_factory=list)
     content: list[ReasoningText]
     status: Literal["in_progress", "completed", "incomplete"] = "completed"
+    encrypted_content: str | msgspec.UnsetType = msgspec.UNSET
+    """With `include: ["reasoning.encrypted_content"]`: the thinking, sealed, for a
+    client that keeps no state to send back (`conversion.responses.sealing`)."""
 
 
-OutputItem = ReasoningItem | OutputMessage | FunctionCallItem
+OutputItem = ReasoningItem | OutputMessage | FunctionCallItem | CustomToolCallItem
 
 
 # --- the response -------------------------------------------------------------------
@@ -273,6 +292,14 @@ class ReasoningTextDone(_PartEvent, kw_only=True, tag="response.reasoning_text.d
 
 class ArgumentsDelta(_ItemEvent, kw_only=True, tag="response.function_call_arguments.delta"):
     delta: str
+
+
+class CustomInputDelta(_ItemEvent, kw_only=True, tag="response.custom_tool_call_input.delta"):
+    delta: str
+
+
+class CustomInputDone(_ItemEvent, kw_only=True, tag="response.custom_tool_call_input.done"):
+    input: str
 
 
 class ArgumentsDone(_ItemEvent, kw_only=True, tag="response.function_call_arguments.done"):

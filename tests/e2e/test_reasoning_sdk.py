@@ -3,9 +3,10 @@
 The embedded model never thinks on its own, so it is served with a minimal ChatML
 template written here that opens a `<think>` block in the generation prompt (as the
 DeepSeek-R1 distills' and QwQ's do) and closes it when `enable_thinking` is false (as
-Qwen3's does). The model then writes its reply inside the thinking and, short replies
-being cut by `max_tokens`, never closes it: every token is thinking. That exercises
-detection, the template variables, the engine's phases, the shaper and both
+Qwen3's does), and shows an assistant message's `reasoning_content` before it (as
+Qwen3's does within a tool loop). The model then writes its reply inside the thinking
+and, short replies being cut by `max_tokens`, never closes it: every token is
+thinking. That exercises detection, the template variables, the engine's phases, the shaper and both
 protocols' reasoning shapes; the end of thinking and the answer after it are covered
 with the engine itself (tests/api/test_engine.py) and per family with fixtures
 (tests/unit/test_families.py).
@@ -24,7 +25,9 @@ from tests.conftest import EnginePool
 from tests.e2e.conftest import LiveServer, serve
 
 TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n"
+    "{% if m.reasoning_content %}<think>\n{{ m.reasoning_content }}\n</think>\n\n{% endif %}"
+    "{{ m.content }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n"
     "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n"
     "{% else %}<think>\n{% endif %}{% endif %}"
@@ -132,3 +135,53 @@ def test_the_responses_api_puts_the_thinking_in_a_reasoning_item(client: openai.
     )
     assert [item.type for item in off.output] == ["message"]
     assert off.output_text
+
+
+def test_a_stateless_client_sends_its_sealed_reasoning_back(client: openai.OpenAI) -> None:
+    """`store: false` with `include: ["reasoning.encrypted_content"]`: the thinking comes
+    sealed, goes back in the next request's input, and reaches the prompt; an edited
+    seal is refused."""
+    first = client.responses.create(
+        model="m",
+        input=ASK[0]["content"],
+        max_output_tokens=10,
+        temperature=0,
+        store=False,
+        include=["reasoning.encrypted_content"],
+    )
+    reasoning = first.output[0]
+    assert reasoning.type == "reasoning"
+    sealed = reasoning.encrypted_content
+    assert sealed
+    assert (reasoning.content or [])[0].text not in sealed
+    answer = {"role": "assistant", "content": "Once upon a time."}
+    then = {"role": "user", "content": "Go on."}
+    only_sealed = {"type": "reasoning", "summary": [], "encrypted_content": sealed}
+
+    def read(items: list[Any]) -> int:
+        reply = client.responses.create(model="m", input=items, max_output_tokens=1, store=False)
+        assert reply.usage is not None
+        return reply.usage.input_tokens
+
+    assert read([ASK[0], only_sealed, answer, then]) > read([ASK[0], answer, then])
+    edited = {
+        **only_sealed,
+        "encrypted_content": sealed[:12] + ("A" if sealed[12] != "A" else "B") + sealed[13:],
+    }
+    with pytest.raises(openai.BadRequestError) as caught:
+        read([ASK[0], edited, answer, then])
+    assert caught.value.param == "input[1].encrypted_content"  # type: ignore[attr-defined]
+
+    with client.responses.stream(
+        model="m",
+        input=ASK[0]["content"],
+        max_output_tokens=10,
+        temperature=0,
+        store=False,
+        include=["reasoning.encrypted_content"],
+    ) as stream:
+        last = list(stream)[-1]
+    assert last.type == "response.incomplete"  # cut by max_output_tokens, as above
+    final = last.response
+    assert final.output[0].type == "reasoning"
+    assert final.output[0].encrypted_content == sealed  # the same thinking, the same seal

@@ -186,13 +186,14 @@ def test_a_conversation_survives_a_restart(
 
 
 def test_errors_reach_the_sdk_as_its_exceptions(client: openai.OpenAI) -> None:
+    look_ahead = {"type": "grammar", "syntax": "regex", "definition": "^(?=a)a$"}
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(
             model="m",
             input="x",
-            tools=[{"type": "web_search"}],  # type: ignore[list-item]
+            tools=[{"type": "custom", "name": "t", "format": look_ahead}],  # type: ignore[typeddict-item]
         )
-    assert caught.value.param == "tools[0].type"  # type: ignore[attr-defined]
+    assert caught.value.param == "tools[0].format.definition"  # type: ignore[attr-defined]
     with pytest.raises(openai.BadRequestError) as missing:
         client.responses.create(model="m", input="x", previous_response_id="resp_missing")
     assert missing.value.code == "previous_response_not_found"

@@ -82,9 +82,9 @@ def _responses() -> Turn:
         "reasoning": {"effort": "low"},
     }
     req = msgspec.convert(body, ResponsesRequest)
-    turn, items = responses_turn(req, DEFAULTS, LIMITS, lambda _: [], lambda _: None)
-    assert len(items) == 4
-    return turn
+    mapped = responses_turn(req, DEFAULTS, LIMITS, lambda _: [], lambda _: None)
+    assert len(mapped.items) == 4
+    return mapped.turn
 
 
 def _anthropic_body() -> dict[str, Any]:
