@@ -1,4 +1,6 @@
-"""`GET /`: the chat page, and `/static/*`, its script and style sheet.
+"""`GET /`: the chat page, and `/static/*`, its script and style sheet. `HEAD /` answers
+too: clients check the server is there before their first request (Claude Code does,
+and warns on a 405).
 
 The page is a client of the public API (`/v1/models`, `/v1/chat/completions` over SSE)
 and ships inside the package: no CDN, so it works offline. It is public like
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from litestar import Response, Router, get
+from litestar import Response, Router, get, head
 from litestar.datastructures import CacheControlHeader
 from litestar.handlers import HTTPRouteHandler
 from litestar.static_files import create_static_files_router
@@ -33,10 +35,14 @@ def chat_page_routes() -> list[Router | HTTPRouteHandler]:
     def chat_page() -> Response[bytes]:
         return Response(html, media_type="text/html; charset=utf-8", headers=_SECURITY_HEADERS)
 
+    @head("/", include_in_schema=False, sync_to_thread=False)
+    def page_there() -> Response[None]:
+        return Response(None, headers=_SECURITY_HEADERS)
+
     assets = create_static_files_router(
         path="/static",
         directories=[STATIC_DIR],
         include_in_schema=False,
         cache_control=CacheControlHeader(no_cache=True),  # a new release shows at once
     )
-    return [chat_page, assets]
+    return [chat_page, page_there, assets]

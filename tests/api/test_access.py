@@ -54,6 +54,9 @@ async def test_any_configured_key_opens_v1_and_health_needs_none(
             response = await client.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
             assert response.status_code == 200, key
         assert (await client.get("/health")).status_code == 200
+        # clients check the server answers before their first request (Claude Code)
+        reached = await client.head("/")
+        assert (reached.status_code, reached.content) == (200, b"")
         commented = await client.get("/v1/models", headers={"Authorization": "Bearer # team keys"})
         assert commented.status_code == 401
 

@@ -224,4 +224,5 @@ def test_dismissing_the_key_dialog_says_a_key_is_needed(
 def test_the_page_can_be_turned_off(engine_pool: EnginePool, model_path: Path) -> None:
     for root in serve(engine_pool, model_path, chat_page=False):
         assert httpx.get(root.root + "/").status_code == 404
+        assert httpx.head(root.root + "/").status_code == 404
         assert httpx.get(root.root + "/static/chat.js").status_code == 404
