@@ -47,7 +47,8 @@ minutes on a CPU) must not leave the client without a byte: Claude Code gives up
 request after 300 s with nothing received. Past the wait the stream begins (Anthropic's
 `message_start` and its pings), and a failure after that is an in-band error. (Claude
 Code 2.1 also ends a stream without content for 300 s, pings not counted: a prompt
-that takes longer to read still needs a faster machine or a longer client timeout.)"""
+that takes longer to read needs a faster machine or a longer client timeout,
+`CLAUDE_STREAM_IDLE_TIMEOUT_MS`.)"""
 
 
 async def first_then_rest(
