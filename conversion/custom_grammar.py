@@ -136,7 +136,10 @@ def _terminal(terminal: TerminalDef) -> str:
 
 def _regex(source: str) -> str:
     """A Python regular expression matched whole (`^`/`$` at its ends are allowed)."""
-    items = list(sre_parse.parse(source))
+    parsed = sre_parse.parse(source)
+    if parsed.state.flags & ~re.UNICODE:  # (?i), (?s), (?x)...: a global flag
+        raise _Unenforceable("regex flags")
+    items = list(parsed)
     if (
         items
         and items[0][0] == sre.AT

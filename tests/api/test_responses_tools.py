@@ -202,6 +202,7 @@ async def test_a_regex_custom_tool_is_enforced_too(client: Client) -> None:
     [
         ({"type": "grammar", "syntax": "regex", "definition": "^(?=a)a$"}, "definition"),
         ({"type": "grammar", "syntax": "regex", "definition": r"^(a)\1$"}, "definition"),
+        ({"type": "grammar", "syntax": "regex", "definition": "(?i)^a$"}, "definition"),
         (
             {"type": "grammar", "syntax": "lark", "definition": 'start: A\nA: /a/\n%ignore " "'},
             "definition",
