@@ -88,6 +88,8 @@ class AccessLog:
         stats.logged = True
         route = str(scope.get("path_template") or "other")
         self.metrics.requests.labels(route, str(stats.status or 499)).inc()
+        if stats.refused is not None:
+            self.metrics.refusals.labels(stats.refused).inc()
         logger.info(
             "request_id=%s method=%s route=%s status=%s prompt_tokens=%s cached_tokens=%s "
             "completion_tokens=%s ttft_ms=%s duration_ms=%s finish_reason=%s "

@@ -3,11 +3,14 @@
 With no keys configured any `api_key` works, as clients written for OpenAI always send
 one. With keys, /v1 needs `Authorization: Bearer <key>` or `x-api-key: <key>` (what the
 Anthropic SDKs and Claude Code send), on every protocol; /health stays open for load
-balancers. Keys are compared in constant time and never logged.
+balancers. Keys are compared in constant time and never logged. A request's key
+(hashed) is its owner in the queue (`request_owner`), which shares its places and
+slots fairly between keys.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import logging
@@ -22,7 +25,9 @@ from config.loader import SettingsError
 from config.settings import ServerSettings
 from conversion.errors import AuthenticationError
 
-__all__ = ("api_key_guard", "load_api_keys", "warn_if_exposed")
+__all__ = ("api_key_guard", "load_api_keys", "request_owner", "warn_if_exposed")
+
+OWNER_STATE = "llm_owner"
 
 logger = logging.getLogger("llm_service")
 
@@ -61,7 +66,10 @@ def api_key_guard(keys: tuple[bytes, ...]) -> Guard:
         bearer = token.strip().encode("latin-1") if scheme.lower() == "bearer" else None
         header = connection.headers.get("x-api-key")
         offered = [bearer, header.strip().encode("latin-1") if header is not None else None]
-        if not any(key is not None and _is_known(key, keys) for key in offered):
+        known = [key for key in offered if key is not None and _is_known(key, keys)]
+        if known:  # the queue shares its places and slots fairly between keys
+            connection.state[OWNER_STATE] = hashlib.sha256(known[0]).hexdigest()[:16]
+        else:
             raise AuthenticationError(
                 "Invalid or missing API key. Send one of the server's keys as "
                 "`Authorization: Bearer <key>` (the OpenAI SDK's `api_key`) or as "
@@ -69,6 +77,12 @@ def api_key_guard(keys: tuple[bytes, ...]) -> Guard:
             )
 
     return require_api_key
+
+
+def request_owner(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """Whose request this is, for the queue: its API key (hashed), when keys are set."""
+    owner = connection.state.get(OWNER_STATE)
+    return owner if isinstance(owner, str) else None
 
 
 def warn_if_exposed(host: str, keys: tuple[bytes, ...]) -> None:

@@ -22,6 +22,7 @@ from litestar.exceptions import (
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
+from app.access_log import request_stats
 from app.disconnect import ClientDisconnectedError
 from conversion.anthropic.output import error_body
 from conversion.errors import InternalError, InvalidRequestError, NotFoundError, OpenAIError
@@ -136,8 +137,17 @@ def _client_message(exc: HTTPException) -> str:
     return str(exc.detail)
 
 
-def error_response(request: Request[Any, Any, Any] | None, exc: Exception) -> Response[ErrorBody]:
+def _classified(request: Request[Any, Any, Any] | None, exc: Exception) -> OpenAIError:
+    """`to_openai_error`, and a 503's code noted for the access log's refusal count."""
     error = to_openai_error(request, exc)
+    stats = request_stats(request.scope) if request is not None else None
+    if stats is not None and error.status_code in (429, 503):
+        stats.refused = error.code
+    return error
+
+
+def error_response(request: Request[Any, Any, Any] | None, exc: Exception) -> Response[ErrorBody]:
+    error = _classified(request, exc)
     return Response(
         error.to_body(),
         status_code=error.status_code,
@@ -155,7 +165,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {Exception: _handle}
 
 def _anthropic(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """The same classification, in Anthropic's envelope (for its routes)."""
-    error = to_openai_error(request, exc)
+    error = _classified(request, exc)
     return Response(
         error_body(error),
         status_code=error.status_code,

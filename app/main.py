@@ -47,6 +47,7 @@ def _default_engine(settings: Settings) -> BatchingEngine:
         choice,
         settings.model,
         queue_size=settings.server.queue_size,
+        queue_tokens=settings.server.queue_tokens,
         speculative=settings.speculative,
     )
 

@@ -20,6 +20,7 @@ __all__ = ("Metrics", "RequestStats", "observe")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _RATE_BUCKETS = (1, 5, 10, 20, 40, 60, 80, 100, 150, 200, 400)
+_WAIT_BUCKETS = (0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 
 @dataclass
@@ -37,6 +38,8 @@ class RequestStats:
     """Tokens speculative decoding guessed for this request, and how many stood."""
     accepted_draft_tokens: int = 0
     finish_reason: str | None = None
+    refused: str | None = None
+    """The code of a 503 refusal (`server_busy`, `model_not_ready`)."""
     status: int = 0
     logged: bool = False
 
@@ -82,6 +85,20 @@ class Metrics:
             buckets=_RATE_BUCKETS,
             registry=r,
         )
+        self.queue_wait = Histogram(
+            "llm_queue_wait_seconds",
+            "Time a generation waited in the queue for a slot",
+            buckets=_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.refusals = Counter(
+            "llm_refused_requests",
+            "Requests refused for now, by cause (server_busy: the queue is full;"
+            " rate_limit_exceeded: the key's share of it is; model_not_ready: loading or"
+            " shutting down)",
+            ["cause"],
+            registry=r,
+        )
         queue = Gauge("llm_queue_depth", "Requests waiting for a slot", registry=r)
         queue.set_function(lambda: float(engine.queue_depth()))
         active = Gauge("llm_active_generations", "Requests generating now", registry=r)
@@ -113,6 +130,7 @@ async def observe(
                 metrics.itl.observe(now - last)
             last = now
         elif isinstance(item, Finished):
+            metrics.queue_wait.observe(item.queued_seconds)
             stats.prompt_tokens = (stats.prompt_tokens or 0) + item.prompt_tokens
             stats.cached_tokens = (stats.cached_tokens or 0) + item.cached_tokens
             stats.completion_tokens = (stats.completion_tokens or 0) + item.completion_tokens

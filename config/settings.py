@@ -130,8 +130,14 @@ class ServerSettings(ConfigModel, frozen=True):
     """A file of further API keys, one per line (blank lines and `#` comments skipped)."""
     cors_origins: list[str] = msgspec.field(default_factory=list)
     """Web origins browsers may call the API from (`*` = any); empty = no CORS."""
-    queue_size: Annotated[int, Meta(ge=0)] = 16
-    """Requests that may wait while all slots generate; more get 503 + Retry-After."""
+    queue_size: Annotated[int, Meta(ge=0)] = 4096
+    """Requests that may wait while all slots generate: a burst queues (a waiting short
+    request costs about 45 KiB: 489 waiting added 21 MiB); past it, 503 with the
+    expected wait in Retry-After."""
+    queue_tokens: Annotated[int, Meta(ge=0)] = 4_000_000
+    """Prompt tokens that may wait at once, the queue's memory (a waiting token costs
+    about 75 bytes, prompt, text and body: 196 waiting 3,490-token prompts added
+    48 MiB, so the default is about 290 MiB); past it, 503."""
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_prompts: bool = False
     """Also log each chat request's messages (logger `llm_service.prompts`). Off by

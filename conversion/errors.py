@@ -7,7 +7,8 @@ translation layer raises most of them and the engine raises the rest.
 
 from __future__ import annotations
 
-from typing import ClassVar
+import math
+from typing import Any, ClassVar
 
 from conversion.wire import ErrorBody, ErrorDetail
 
@@ -88,20 +89,44 @@ class ModelNotFoundError(NotFoundError):
     default_code = "model_not_found"
 
 
+_MOST_RETRY_AFTER = 60.0
+"""The longest wait a refusal asks for: the openai SDKs ignore a longer one (and fall
+back to their own short backoff), so a longer queue is better told 60 s."""
+
+
 class _RetryLater(OpenAIError):
-    """503: the server is fine but cannot take this request now; try again shortly."""
+    """503: the server is fine but cannot take this request now; try again after
+    `retry_after` seconds, which `Retry-After` (whole seconds) and `retry-after-ms` say
+    (the openai SDKs read the latter first, and wait as told up to 60 s)."""
 
     status_code = 503
     error_type = "server_error"
-    retry_after_seconds: ClassVar[int] = 1
+    retry_after: float = 1.0
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        if retry_after is not None:
+            self.retry_after = min(max(retry_after, 0.1), _MOST_RETRY_AFTER)
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_seconds)}
+        return {
+            "Retry-After": str(max(1, math.ceil(self.retry_after))),
+            "retry-after-ms": str(round(self.retry_after * 1000)),
+        }
 
 
 class ServerBusyError(_RetryLater):
     default_code = "server_busy"
+
+
+class KeyShareExceededError(_RetryLater):
+    """429: this API key already holds its share of the queue (OpenAI answers a key
+    over its limits with 429 `rate_limit_exceeded`, which its SDKs retry too)."""
+
+    status_code = 429
+    error_type = "requests"
+    default_code = "rate_limit_exceeded"
 
 
 class ModelNotReadyError(_RetryLater):

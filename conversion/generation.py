@@ -127,6 +127,8 @@ class Finished:
     """Tokens guessed by speculative decoding for this reply."""
     accepted_draft_tokens: int = 0
     """Of `draft_tokens`, those that stood (each saved a decode step)."""
+    queued_seconds: float = 0.0
+    """Time the request waited in the queue for a slot."""
 
 
 GenerationEvent = TextDelta | Finished

@@ -235,8 +235,10 @@ class DelegatingEngine:
     def check_params(self, params: GenerationParams) -> GenerationParams:
         return self.inner.check_params(params)
 
-    def submit(self, prompt: list[int], params: GenerationParams) -> Generation:
-        return self.inner.submit(prompt, params)
+    def submit(
+        self, prompt: list[int], params: GenerationParams, owner: str | None = None
+    ) -> Generation:
+        return self.inner.submit(prompt, params, owner)
 
     def start(self) -> None:
         self.inner.start()
@@ -281,7 +283,12 @@ class EnginePool:
 
     def lend(self, settings: Settings) -> SharedEngine:
         key = msgspec.json.encode(
-            [settings.model, settings.server.queue_size, settings.speculative]
+            [
+                settings.model,
+                settings.server.queue_size,
+                settings.server.queue_tokens,
+                settings.speculative,
+            ]
         )
         engine = self._engines.get(key)
         if engine is not None and engine.state in ("failed", "closed"):
@@ -292,6 +299,7 @@ class EnginePool:
                 resolve_model(settings.model),
                 settings.model,
                 queue_size=settings.server.queue_size,
+                queue_tokens=settings.server.queue_tokens,
                 speculative=settings.speculative,
             )
             engine.start()

@@ -141,9 +141,12 @@ class Engine(Protocol):
         a while, so run it in a worker thread, once per request, not per choice."""
         ...
 
-    def submit(self, prompt: list[int], params: GenerationParams) -> Generation:
-        """Queue a generation (FIFO) with params from `check_params`; raise
-        `ServerBusyError` when the queue is full."""
+    def submit(
+        self, prompt: list[int], params: GenerationParams, owner: str | None = None
+    ) -> Generation:
+        """Queue a generation with params from `check_params`, for `owner` (an API key:
+        owners share the queue and the slots fairly); raise `ServerBusyError` when the
+        queue is full."""
         ...
 
     def start(self) -> None:

@@ -70,6 +70,7 @@ class BatchingEngine:
         settings: ModelSettings,
         *,
         queue_size: int,
+        queue_tokens: int | None = None,
         speculative: SpeculativeSettings | None = None,
     ) -> None:
         check_template_settings(settings)
@@ -85,7 +86,7 @@ class BatchingEngine:
         self._settings = settings
         self._state: EngineState = "loading"
         self._loaded = threading.Event()
-        self._queue = JobQueue(queue_size, settings.n_parallel)
+        self._queue = JobQueue(queue_size, settings.n_parallel, queue_tokens)
         self._thread = threading.Thread(target=self._work, name="llm-engine", daemon=True)
         self._model: LoadedModel | None = None
         self._model_lock = threading.Lock()
@@ -204,9 +205,11 @@ class BatchingEngine:
             check_sampling(params, self._model.n_vocab, self._model.vocab)
         return params
 
-    def submit(self, prompt: list[int], params: GenerationParams) -> JobHandle:
+    def submit(
+        self, prompt: list[int], params: GenerationParams, owner: str | None = None
+    ) -> JobHandle:
         self.check_ready()
-        return self._queue.submit(prompt, params)
+        return self._queue.submit(prompt, params, owner)
 
     def drain(self, grace: float) -> None:
         """Stop admitting (new requests get 503), and give running generations `grace`

@@ -103,7 +103,7 @@ class DecodeLoop:
     def _admit(self) -> None:
         model = self._model
         for expired in self._queue.take_expired(time.monotonic()):  # out of time waiting
-            expired.put(Finished("length", len(expired.prompt), 0))
+            expired.put(Finished("length", len(expired.prompt), 0, queued_seconds=expired.waited))
         free = [slot for slot in self._slots if slot.job is None]
         while free and (job := self._queue.take_nowait()) is not None:
             params = job.params
@@ -374,6 +374,7 @@ class DecodeLoop:
             assembler.matched,
             drafter.proposed if drafter is not None else 0,
             drafter.accepted if drafter is not None else 0,
+            job.waited,
         )
         self._end(slot, reason, finished)
 

@@ -14,6 +14,7 @@ import anyio
 from litestar import Request
 
 from app.access_log import request_stats
+from app.auth import request_owner
 from app.engine.base import Engine
 from app.metrics import Metrics
 from app.serving.fanout import Fanout, IndexedEvent, submit_all, usage_part
@@ -119,7 +120,7 @@ async def create_completion(
     if params.max_tokens == 0:
         fanout = Fanout([_NothingToGenerate(len(tokens)) for tokens, _ in jobs])
     else:
-        fanout = submit_all(engine, jobs)
+        fanout = submit_all(engine, jobs, request_owner(request))
     stats = request_stats(request.scope)
     if not body.stream:
         results = await collect_all(request, fanout, stats, metrics)

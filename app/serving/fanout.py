@@ -104,12 +104,16 @@ def usage_part(finished: Finished, prompt: int = 0) -> UsagePart:
     )
 
 
-def submit_all(engine: Engine, jobs: Sequence[tuple[list[int], GenerationParams]]) -> Fanout:
+def submit_all(
+    engine: Engine,
+    jobs: Sequence[tuple[list[int], GenerationParams]],
+    owner: str | None = None,
+) -> Fanout:
     """Queue every generation, or none: if one is refused the others are cancelled."""
     submitted: list[Generation] = []
     try:
         for prompt, params in jobs:
-            submitted.append(engine.submit(prompt, params))
+            submitted.append(engine.submit(prompt, params, owner))
     except BaseException:
         for generation in submitted:
             generation.cancel()

@@ -26,6 +26,7 @@ import msgspec
 from litestar import Request
 
 from app.access_log import request_stats
+from app.auth import request_owner
 from app.engine.base import Engine
 from app.metrics import Metrics, RequestStats
 from app.serving.fanout import ChoiceResult, Fanout, IndexedEvent, submit_all, usage_part
@@ -145,7 +146,7 @@ async def start_turn(
     family = engine.family
     rendered = await turn_prompt(engine, turn, settings)
     jobs = [(rendered.prompt.tokens, p) for p in per_choice(rendered.params, turn.choices)]
-    fanout = submit_all(engine, jobs)
+    fanout = submit_all(engine, jobs, request_owner(request))
     stats = request_stats(request.scope)
     if settings.server.log_prompts:
         prompt_log.info(

@@ -28,8 +28,8 @@ class FailsMidStream(_Wrapped):
 
     last: Any = None
 
-    def submit(self, prompt: list[int], params: Any) -> Any:
-        real = self.inner.submit(prompt, params)
+    def submit(self, prompt: list[int], params: Any, owner: str | None = None) -> Any:
+        real = self.inner.submit(prompt, params, owner)
         if self.last is not None:
             return real
 
@@ -85,7 +85,7 @@ class StillLoading(_Wrapped):
     def tokenize_chat(self, *args: Any) -> Any:
         self.check_ready()
 
-    def submit(self, prompt: list[int], params: Any) -> Any:
+    def submit(self, prompt: list[int], params: Any, owner: str | None = None) -> Any:
         self.check_ready()
 
 
@@ -170,7 +170,7 @@ class FailsAfterAWhile(_Wrapped):
 
     DELAY = 0.5
 
-    def submit(self, prompt: list[int], params: Any) -> Any:
+    def submit(self, prompt: list[int], params: Any, owner: str | None = None) -> Any:
         class Slow:
             def cancel(self) -> None:
                 pass

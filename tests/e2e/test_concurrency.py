@@ -206,6 +206,14 @@ def test_requests_are_served_in_arrival_order(one_slot: LiveServer) -> None:
     assert done == [0, 1, 2, 3]
 
 
+def assert_sane_retry_after(headers: httpx.Headers) -> None:
+    """A refusal says when to come back: whole seconds in `Retry-After` (at least 1, at
+    most the 60 s the openai SDKs honour), the same wait in `retry-after-ms`."""
+    seconds, ms = int(headers["retry-after"]), int(headers["retry-after-ms"])
+    assert 1 <= seconds <= 60
+    assert seconds - 1 < ms / 1000 <= seconds
+
+
 @pytest.fixture
 def small_queue(engine_pool: EnginePool, model_path: Path) -> Iterator[LiveServer]:
     yield from serve(engine_pool, model_path, slots=1, queue_size=1)
@@ -237,7 +245,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_frees_places(
 
     full = httpx.post(url, json=short, timeout=10)
     assert full.status_code == 503
-    assert full.headers["retry-after"] == "1"
+    assert_sane_retry_after(full.headers)
     assert full.json()["error"]["code"] == "server_busy"
     with pytest.raises(openai.InternalServerError) as caught:
         ask(live, **short)
@@ -246,6 +254,8 @@ def test_a_full_queue_answers_503_with_retry_after_and_frees_places(
     waiting.join(timeout=10)
     assert outcome == ["timed out"]
     wait_until(lambda: live.engine.queue_depth() == 0, timeout=5)  # its place was freed
+    left = live.engine.records[-1]  # it left the queue; the model never saw it
+    assert (left.outcome, left.evaluated_tokens, left.completion_tokens) == ("cancelled", 0, 0)
     admitted = ask(live, **short)
     assert admitted.choices[0].message.content is not None
     running.join(timeout=60)
