@@ -47,7 +47,7 @@ import bench_scenarios as scenarios
 from bench_load import Target, fetch_model_id
 from bench_servers import KNOWN_SERVERS, ROOT, ServerSpec, build_llama_server, start_server
 
-SCENARIOS = ("sweep", "multiturn", "interference", "long", "depth", "edit")
+SCENARIOS = ("sweep", "multiturn", "interference", "long", "depth", "edit", "burst")
 
 
 def default_model() -> Path | None:
@@ -114,6 +114,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--depth-tokens", type=int, default=32, help="depth: max_tokens after each prompt")
     add("--edit-clients", type=int_list, default="1,4", help="edit: clients per level")
     add("--edit-tokens", type=int, default=512, help="edit: max_tokens per request")
+    add("--burst-requests", type=int, default=500, help="burst: requests sent at once")
+    add("--burst-tokens", type=int, default=8, help="burst: max_tokens per request")
     add("--timeout", type=float, default=300.0, help="seconds per request")
     add("--loadavg", action=argparse.BooleanOptionalAction, default=True, help="print load")
     add("--out", type=Path, help="writes OUT.json, OUT.png, OUT.md; None: in a temp dir")
@@ -245,6 +247,16 @@ def run_scenarios(base_url: str, args: argparse.Namespace, document: str, cell: 
         print(f"    {metrics['tokens_per_s'] or 0:.1f} tok/s, {metrics['errors']} errors")
         return {"metrics": metrics, "requests": raw(results)}
 
+    def burst() -> dict[str, Any]:
+        results = asyncio.run(scenarios.burst(target, args.burst_requests, args.burst_tokens))
+        metrics = report.burst_metrics(results)
+        p50, p99 = metrics["latency_p50_ms"] or 0, metrics["latency_p99_ms"] or 0
+        print(
+            f"    drained in {metrics['elapsed_s']:.1f} s, {metrics['errors']} errors, "
+            f"latency p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+        )
+        return {"metrics": metrics, "requests": raw(results)}
+
     for scenario in args.scenarios:
         if scenario == "sweep":
             data["sweep"] = {
@@ -256,7 +268,7 @@ def run_scenarios(base_url: str, args: argparse.Namespace, document: str, cell: 
             }
         else:
             runs = {"multiturn": multiturn, "interference": interference, "long": long}
-            run = {**runs, "depth": depth}[scenario]
+            run = {**runs, "depth": depth, "burst": burst}[scenario]
             data[scenario] = cell(scenario, run)
     return data
 
@@ -277,7 +289,7 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any] | None:
             summary[leveled] = {
                 c: metrics([r[leveled].get(c) for r in ran if leveled in r]) for c in levels
             }
-    for scenario in ("multiturn", "interference", "long", "depth"):
+    for scenario in ("multiturn", "interference", "long", "depth", "burst"):
         if any(scenario in r for r in ran):
             summary[scenario] = metrics([r.get(scenario) for r in ran])
     idle = [r["idle_rss"] for r in ran if r.get("idle_rss")]

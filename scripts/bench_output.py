@@ -160,6 +160,22 @@ def _edit(summaries: dict[str, Doc], markdown: bool) -> str | None:
     return _sweep(summaries, markdown, "edit")
 
 
+def _burst(summaries: dict[str, Doc], markdown: bool) -> str | None:
+    rows = []
+    for name, s in summaries.items():
+        m = s.get("burst")
+        if m:
+            rows.append(
+                [
+                    *(name, _fmt(m.get("requests"), 0), _fmt(m.get("errors"), 0)),
+                    *(_fmt(m.get("elapsed_s")), _fmt(m.get("latency_p50_ms"), 0)),
+                    _fmt(m.get("latency_p99_ms"), 0),
+                ]
+            )
+    headers = ["server", "requests", "errors", "drain s", "latency p50 ms", "latency p99 ms"]
+    return _table(headers, rows, markdown) if rows else None
+
+
 def render_tables(doc: Doc, markdown: bool = False) -> str:
     """All result tables, each under a title, plus which servers were skipped and why."""
     summaries = _summaries(doc)
@@ -172,6 +188,7 @@ def render_tables(doc: Doc, markdown: bool = False) -> str:
         ("Long vs short replies (one client)", _long),
         ("Cost against depth: a new prompt of that many tokens, one client", _depth),
         ("Edit: a ~400-token passage handed back with one change", _edit),
+        ("Burst: requests sent at once, each answered or an error", _burst),
     ):
         body = make(summaries, markdown)
         if body:

@@ -113,6 +113,17 @@ def level_metrics(results: list[RequestResult]) -> Metrics:
     }
 
 
+def burst_metrics(results: list[RequestResult]) -> Metrics:
+    """A burst: the level's numbers, the time to drain it and each request's latency
+    (sent to last token) at the median and the 99th percentile."""
+    latencies = [r.end - r.start for r in results if r.error is None]
+    return {
+        **level_metrics(results),
+        "latency_p50_ms": _ms(percentile(latencies, 50)),
+        "latency_p99_ms": _ms(percentile(latencies, 99)),
+    }
+
+
 def multiturn_metrics(results: list[RequestResult]) -> list[Metrics]:
     """Per turn: time to first token next to the prompt size, what the server says it
     took from its cache (`cached_tokens`) and what it really took (`reused_tokens`)."""

@@ -190,3 +190,14 @@ async def long_replies(target: Target, lengths: list[int]) -> list[RequestResult
     only difference is how long the reply (and so the context) grows."""
     async with make_client(target, 1) as client:
         return [await stream_chat(client, target, essay(0), n) for n in lengths]
+
+
+async def burst(target: Target, count: int, max_tokens: int) -> list[RequestResult]:
+    """`count` short requests sent at once, as batch jobs and evaluation harnesses send
+    them: what matters is that all are answered, and how long the last one waits."""
+    async with make_client(target, count) as client:
+        sent = [
+            stream_chat(client, target, story(i % len(TOPICS)), max_tokens, client_index=i)
+            for i in range(count)
+        ]
+        return list(await asyncio.gather(*sent))
