@@ -92,3 +92,29 @@ def _count(metrics: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     return 0.0
+
+
+def test_every_protocol_queues_and_choices_take_their_places(keyed: LiveServer) -> None:
+    """A mixed burst: chat with `n` 3 (three places each), legacy completions, the
+    Responses API and Anthropic's Messages; all answered, none refused."""
+    bodies = [
+        ("/v1/chat/completions", {"messages": SHORT, "max_tokens": 2, "n": 3}),
+        ("/v1/completions", {"prompt": "Yes or no?", "max_tokens": 2}),
+        ("/v1/responses", {"input": "Say yes.", "max_output_tokens": 2}),
+        ("/v1/messages", {"messages": SHORT, "max_tokens": 2}),
+    ]
+    headers = {"Authorization": f"Bearer {KEYS[1]}"}
+
+    async def mixed() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=120, headers=headers) as client:
+            sent = [
+                client.post(f"{keyed.root}{path}", json={"model": "m", **body})
+                for _ in range(10)
+                for path, body in bodies
+            ]
+            return list(await asyncio.gather(*sent))
+
+    replies = asyncio.run(mixed())
+    assert [r.status_code for r in replies] == [200] * len(replies)
+    chats = [r.json() for r in replies if r.url.path == "/v1/chat/completions"]
+    assert all(len(chat["choices"]) == 3 for chat in chats)
