@@ -138,7 +138,7 @@ def _client_message(exc: HTTPException) -> str:
 
 
 def _classified(request: Request[Any, Any, Any] | None, exc: Exception) -> OpenAIError:
-    """`to_openai_error`, and a 503's code noted for the access log's refusal count."""
+    """`to_openai_error`, and a refusal's code (429, 503) noted for the access log's count."""
     error = to_openai_error(request, exc)
     stats = request_stats(request.scope) if request is not None else None
     if stats is not None and error.status_code in (429, 503):
