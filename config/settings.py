@@ -93,7 +93,10 @@ class ModelSettings(ConfigModel, frozen=True):
     weight layouts (Q4_0, Q4_K, IQ4_NL on AVX2/AVX-512/NEON) use one kernel for a
     single token and another for several, which round differently, so a greedy reply
     could change with the load. True loads the weights without repacking (measured: no
-    loss of speed for Gemma-3-270M Q4_K_M on a 2-vCPU EPYC; README). False uses them."""
+    loss of speed for Gemma-3-270M Q4_K_M on a 2-vCPU EPYC; README) and turns off the
+    tiled K-quant kernel llama.cpp uses for batches of 8 tokens or more
+    (`GGML_CPU_TILED_MM=0`: its rounding differs from the one-token kernel's). False
+    uses both."""
     amx_kernels: bool = False
     """Let ggml's AMX kernels run when the installed llama.cpp has them compiled in. Off:
     the model loads without llama.cpp's extra buffer types, the only way weights reach

@@ -9,16 +9,33 @@ kernels were compiled in). llama.cpp reaches those kernels only through an extra
 type for the weights, so loading with `use_extra_bufts = false` keeps them idle. That
 also turns off ggml's weight repacking (faster Q4_0/Q4_K matrix products on AVX2), so it
 is the fallback; the cure is a library built without AMX, which the warning names.
+
+The same llama.cpp multiplies K-quant weights (Q2_K…Q6_K, IQ…) by a batch of 8 or more
+tokens with its "tiled" kernel and by fewer with the row-by-row one, and the two round
+differently (1e-6 relative on Gemma-3-270M Q4_K_M's attention output and Q6_K FFN, which
+Gemma's large activations turn into logits 1.2 apart: an 18-token prompt read whole or
+cut at 3, 12 or 17 gave different replies). `single_matmul_path` switches the tiled
+kernel off with llama.cpp's own variable, `GGML_CPU_TILED_MM=0`, which it reads once per
+process at its first matrix product: so before the first model loads.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 
 import llama_cpp
 
-__all__ = ("AMX_REBUILD_HINT", "amx_guard_needed", "has_amx_kernels", "system_info")
+__all__ = (
+    "AMX_REBUILD_HINT",
+    "amx_guard_needed",
+    "has_amx_kernels",
+    "single_matmul_path",
+    "system_info",
+)
+
+TILED_MATMUL_VARIABLE = "GGML_CPU_TILED_MM"
 
 logger = logging.getLogger("llm_service.engine")
 
@@ -60,3 +77,16 @@ def amx_guard_needed(info: str, *, allow_amx: bool) -> bool:
         AMX_REBUILD_HINT,
     )
     return True
+
+
+def single_matmul_path(batch_invariant: bool) -> bool:
+    """With `batch_invariant`, make every batch size take the row-by-row K-quant kernel
+    (see the module docstring); returns whether the process runs that way. The
+    variable is read once per process, so an engine that is not batch invariant and
+    computed first in the same process leaves the tiled kernel on: one process, one
+    setting (the server runs one engine)."""
+    if batch_invariant:
+        if os.environ.get(TILED_MATMUL_VARIABLE, "1") != "0":
+            os.environ[TILED_MATMUL_VARIABLE] = "0"
+        return True
+    return os.environ.get(TILED_MATMUL_VARIABLE, "1") == "0"

@@ -50,22 +50,25 @@ def test_a_burst_past_the_old_bound_is_served_and_light_routes_stay_fast(
     headers = {"Authorization": f"Bearer {KEYS[0]}"}
     before = httpx.get(f"{keyed.root}/metrics").text
 
-    async def burst_and_probe() -> list[float]:
+    async def burst_and_probe() -> tuple[float, float]:
+        started = time.monotonic()
         burst = asyncio.ensure_future(_burst(keyed, KEYS[0], BURST))
         slowest = 0.0
         async with httpx.AsyncClient() as probe:
             while not burst.done():
                 await asyncio.sleep(0.2)
                 for path, extra in (("/health", {}), ("/v1/models", headers), ("/metrics", {})):
-                    started = time.monotonic()
+                    sent = time.monotonic()
                     answer = await probe.get(f"{keyed.root}{path}", headers=extra)
                     assert answer.status_code == 200
-                    slowest = max(slowest, time.monotonic() - started)
+                    slowest = max(slowest, time.monotonic() - sent)
         await burst
-        return [slowest]
+        return slowest, time.monotonic() - started
 
-    [slowest] = asyncio.run(burst_and_probe())
-    assert slowest < 1.0, slowest
+    slowest, drained = asyncio.run(burst_and_probe())
+    # a light route never waits for a slot: far less than the burst's own requests do
+    # (a bound relative to the burst, as a loaded machine slows both)
+    assert slowest < drained / 3, (slowest, drained)
     after = httpx.get(f"{keyed.root}/metrics").text
     assert (
         _count(after, "llm_queue_wait_seconds_count")
