@@ -3,11 +3,11 @@
 Speculative decoding only changes how many tokens a step yields if a position's logits
 are the same whether its step carries it alone, with guesses after it, or as part of
 a larger piece of prompt. With SmolLM2-135M Q4_1 they are, bit for bit. With
-Gemma-3-270M Q4_K_M they are not: on the 2-vCPU EPYC here, reading a 23-token prompt
-in two pieces moved the next position's logits by up to 0.8 for 12 of the 22 split
-points, with flash attention on or off, on 1 or 2 threads, and with llama.cpp's
-llamafile kernels compiled out (README, Request fields). Such a model's greedy reply
-can then change with the drafts a load leads to. Which models do this cannot be told
+Gemma-3-270M Q4_K_M they were not while llama.cpp's tiled K-quant kernel served steps
+of 8+ tokens: reading a 23-token prompt in two pieces moved the next position's logits
+by up to 0.8 for 12 of the 22 split points (README, Request fields); with
+`model.batch_invariant` that kernel is off and Gemma passes. A model that fails has a
+greedy reply that can change with the drafts a load leads to. Which models do this cannot be told
 from their metadata (both use quantized weights and flash attention), and it may differ
 from CPU to CPU, so the engine asks the model at start-up: 17 decode calls of at most
 24 tokens on a free slot, 0.6-0.7 s on two EPYC threads here, 2.2 s on one. The answer
