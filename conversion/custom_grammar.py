@@ -94,6 +94,7 @@ def _lark(definition: str) -> str:
         by_origin.setdefault(rule.origin.name, []).append(rule)
     if "start" not in by_origin:
         raise _Unenforceable("it has no `start` rule")
+    _check_left_recursion(by_origin, {t.name: _matches_empty(t) for t in terminals})
     lines = ["root ::= r-start"]
     lines += [_rule(name, alternatives) for name, alternatives in by_origin.items()]
     lines += [f"t-{_name(t.name)} ::= {_terminal(t)}" for t in terminals]
@@ -115,11 +116,60 @@ def _rule(name: str, alternatives: list[Rule]) -> str:
     recursive = [r.expansion[1:] for r in alternatives if r.expansion[:1] == [r.origin]]
     base = [r.expansion for r in alternatives if r.expansion[:1] != [r.origin]]
     if not base:
-        raise _Unenforceable(f"rule {name!r} never ends")
+        raise _Unenforceable(f"rule '{name}' never ends")
     body = " | ".join(_symbols(e) for e in base)
     if recursive:
         body = f"( {body} ) ( {' | '.join(_symbols(e) for e in recursive)} )*"
     return f"r-{_name(name)} ::= {body}"
+
+
+def _matches_empty(terminal: TerminalDef) -> bool:
+    pattern = terminal.pattern
+    if isinstance(pattern, PatternStr):
+        return not pattern.value
+    return re.fullmatch(pattern.value, "") is not None
+
+
+def _check_left_recursion(rules: dict[str, list[Rule]], empty_terminals: dict[str, bool]) -> None:
+    """Refuse a rule that can start with itself through other rules (or after symbols
+    that may match nothing): llama.cpp's grammar engine cannot run it. `A: A x` alone
+    is fine, `_rule` rewrites it."""
+    nullable: set[str] = set()
+    changed = True
+    while changed:  # the rules that can match nothing
+        changed = False
+        for name, alternatives in rules.items():
+            if name not in nullable and any(
+                all(
+                    empty_terminals.get(s.name, False) if s.is_term else s.name in nullable
+                    for s in r.expansion
+                )
+                for r in alternatives
+            ):
+                nullable.add(name)
+                changed = True
+    starts: dict[str, set[str]] = {name: set() for name in rules}
+    for name, alternatives in rules.items():
+        for r in alternatives:
+            expansion = r.expansion[1:] if r.expansion[:1] == [r.origin] else r.expansion
+            for s in expansion:
+                if s.is_term:
+                    if not empty_terminals.get(s.name, False):
+                        break
+                    continue
+                starts[name].add(s.name)
+                if s.name not in nullable:
+                    break
+    for name in rules:
+        seen: set[str] = set()
+        todo = list(starts[name])
+        while todo:
+            current = todo.pop()
+            if current == name:
+                raise _Unenforceable(f"rule '{name}' can start with itself through other rules")
+            if current not in seen:
+                seen.add(current)
+                todo.extend(starts.get(current, ()))
 
 
 def _terminal(terminal: TerminalDef) -> str:

@@ -209,6 +209,14 @@ async def test_a_regex_custom_tool_is_enforced_too(client: Client) -> None:
         ),
         ({"type": "grammar", "syntax": "lark", "definition": 'start: x\nx: x "a"'}, "definition"),
         ({"type": "grammar", "syntax": "lark", "definition": "start: ("}, "definition"),
+        (
+            {
+                "type": "grammar",
+                "syntax": "lark",
+                "definition": 'start: a\na: b "x" | "y"\nb: a "z"',
+            },
+            "definition",
+        ),
         ({"type": "grammar", "syntax": "ebnf", "definition": "a"}, "syntax"),
         ({"type": "json"}, "type"),
     ],
