@@ -144,12 +144,8 @@ class JobQueue:
     def depth(self) -> int:
         return self._count
 
-    def expected_wait(self) -> float:
-        """Seconds until a job submitted now would be taken, from the jobs ahead."""
-        with self._cond:
-            return self._expected_wait()
-
     def _expected_wait(self) -> float:
+        """Seconds until a job submitted now would be taken, from the jobs ahead."""
         per_job = self._service if self._service is not None else 1.0
         return (self._count / self._slots + 1) * per_job
 
