@@ -123,14 +123,22 @@ async def test_refusing_hosted_tools_is_a_setting(client_for: ClientFactory) -> 
         assert_error(reply, 400, param="tools[3].type")
 
 
+async def forced_call(
+    client: Client, choice: dict[str, Any], **extra: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A request of the agent's shape that forces `choice`, and its one output item."""
+    body = agent_request(tool_choice=choice, **extra)
+    reply = await client.post("/v1/responses", json=body)
+    assert reply.status_code == 200, reply.text
+    [call] = reply.json()["output"]
+    return body, call
+
+
 async def test_a_namespaced_function_is_called_by_its_own_name_and_namespace(
     client: Client,
 ) -> None:
     choice = {"type": "function", "name": "start_helper"}
-    body = agent_request(tool_choice=choice, max_output_tokens=60)
-    reply = await client.post("/v1/responses", json=body)
-    assert reply.status_code == 200, reply.text
-    [call] = reply.json()["output"]
+    body, call = await forced_call(client, choice, max_output_tokens=60)
     assert call["type"] == "function_call"
     assert (call["namespace"], call["name"]) == ("helpers", "start_helper")
     assert isinstance(msgspec.json.decode(call["arguments"])["task"], str)
@@ -147,10 +155,7 @@ async def test_a_namespaced_function_is_called_by_its_own_name_and_namespace(
 async def test_a_forced_custom_call_follows_its_lark_grammar(client: Client) -> None:
     parser = lark.Lark(PLAN_GRAMMAR)
     choice = {"type": "custom", "name": "edit_plan"}
-    body = agent_request(tool_choice=choice, max_output_tokens=80)
-    reply = await client.post("/v1/responses", json=body)
-    assert reply.status_code == 200, reply.text
-    [call] = reply.json()["output"]
+    body, call = await forced_call(client, choice, max_output_tokens=80)
     assert call["type"] == "custom_tool_call"
     assert call["name"] == "edit_plan"
     assert "namespace" not in call
@@ -189,11 +194,8 @@ async def test_a_regex_custom_tool_is_enforced_too(client: Client) -> None:
             "definition": r"^v\d{1,2}\.\d{1,2} \"[a-z]{1,8}\"$",
         },
     }
-    body = agent_request(tools=[tool], tool_choice={"type": "custom", "name": "set_version"})
-    body["max_output_tokens"] = 40
-    reply = await client.post("/v1/responses", json=body)
-    assert reply.status_code == 200, reply.text
-    [call] = reply.json()["output"]
+    choice = {"type": "custom", "name": "set_version"}
+    _, call = await forced_call(client, choice, tools=[tool], max_output_tokens=40)
     assert re.fullmatch(r"v\d{1,2}\.\d{1,2} \"[a-z]{1,8}\"", call["input"]), call["input"]
 
 

@@ -1,6 +1,7 @@
-"""A coding agent's requests to `/v1/responses` through the real openai SDK, typed as
-its params: a namespace of functions, a custom tool with a Lark grammar, a hosted web
-search, sealed reasoning, `store: false` (the shape Codex sends; the text is ours)."""
+"""A coding agent's requests to `/v1/responses` through the real openai SDK: a namespace
+of functions, a custom tool with a Lark grammar, a hosted web search, sealed reasoning,
+`store: false` (the shape Codex sends; the text is ours, the tools those of
+tests/api/test_responses_tools.py), the SDK's types reading the calls back."""
 
 from __future__ import annotations
 
@@ -9,53 +10,15 @@ from typing import Any
 import lark
 import openai
 from openai.types.responses import (
-    CustomToolParam,
-    FunctionToolParam,
-    NamespaceToolParam,
     ResponseCustomToolCall,
     ResponseFunctionToolCall,
     ResponseInputParam,
-    ToolParam,
 )
 
-from tests.api.test_responses_tools import PLAN_GRAMMAR
+from tests.api.test_responses_tools import HELPERS, PLAN_GRAMMAR, PLAN_TOOL, RUN
 from tests.e2e.conftest import LiveServer
 
-RUN: FunctionToolParam = {
-    "type": "function",
-    "name": "run_command",
-    "description": "Run a shell command in the workspace.",
-    "strict": False,
-    "parameters": {
-        "type": "object",
-        "properties": {"cmd": {"type": "string", "maxLength": 30}},
-        "required": ["cmd"],
-    },
-}
-HELPERS: NamespaceToolParam = {
-    "type": "namespace",
-    "name": "helpers",
-    "description": "Tools for delegating work to helper agents.",
-    "tools": [
-        {
-            "type": "function",
-            "name": "start_helper",
-            "description": "Start a helper on a task.",
-            "parameters": {
-                "type": "object",
-                "properties": {"task": {"type": "string", "maxLength": 24}},
-                "required": ["task"],
-            },
-        }
-    ],
-}
-PLAN: CustomToolParam = {
-    "type": "custom",
-    "name": "edit_plan",
-    "description": "Change the list of files of the project.",
-    "format": {"type": "grammar", "syntax": "lark", "definition": PLAN_GRAMMAR},
-}
-TOOLS: list[ToolParam] = [RUN, HELPERS, PLAN, {"type": "web_search"}]
+TOOLS: list[Any] = [RUN, HELPERS, PLAN_TOOL, {"type": "web_search"}]
 OPENING: ResponseInputParam = [
     {"role": "developer", "content": "You are a careful coding agent."},
     {"role": "user", "content": "List the project's files, then add notes.txt."},

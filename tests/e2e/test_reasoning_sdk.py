@@ -141,14 +141,15 @@ def test_a_stateless_client_sends_its_sealed_reasoning_back(client: openai.OpenA
     """`store: false` with `include: ["reasoning.encrypted_content"]`: the thinking comes
     sealed, goes back in the next request's input, and reaches the prompt; an edited
     seal is refused."""
-    first = client.responses.create(
-        model="m",
-        input=ASK[0]["content"],
-        max_output_tokens=10,
-        temperature=0,
-        store=False,
-        include=["reasoning.encrypted_content"],
-    )
+    stateless: dict[str, Any] = {
+        "model": "m",
+        "input": ASK[0]["content"],
+        "max_output_tokens": 10,
+        "temperature": 0,
+        "store": False,
+        "include": ["reasoning.encrypted_content"],
+    }
+    first = client.responses.create(**stateless)
     reasoning = first.output[0]
     assert reasoning.type == "reasoning"
     sealed = reasoning.encrypted_content
@@ -172,14 +173,7 @@ def test_a_stateless_client_sends_its_sealed_reasoning_back(client: openai.OpenA
         read([ASK[0], edited, answer, then])
     assert caught.value.param == "input[1].encrypted_content"  # type: ignore[attr-defined]
 
-    with client.responses.stream(
-        model="m",
-        input=ASK[0]["content"],
-        max_output_tokens=10,
-        temperature=0,
-        store=False,
-        include=["reasoning.encrypted_content"],
-    ) as stream:
+    with client.responses.stream(**stateless) as stream:
         last = list(stream)[-1]
     assert last.type == "response.incomplete"  # cut by max_output_tokens, as above
     final = last.response
