@@ -69,10 +69,8 @@ class ModelSettings(ConfigModel, frozen=True):
     replies would depend on the load), else whichever path a start-up measurement finds
     faster; on a GPU, llama.cpp's own choice."""
     kv_cache_type: Literal["f16", "q8_0"] = "f16"
-    """KV cache precision. `q8_0` halves its memory and makes llama.cpp's CPU attention
-    take one code path for every batch shape, so a temperature-0 reply is bit-identical
-    whatever ran before or beside it, at any length (see README); it needs flash
-    attention and decodes about 10% slower."""
+    """KV cache precision. `q8_0` halves its memory; it needs flash attention and
+    decodes about 10% slower."""
     n_gpu_layers: Annotated[int, Meta(ge=-1)] = 0
     """Layers to offload to a GPU build of llama.cpp (-1 = all); 0 on a CPU build."""
     chat_format: str | None = None
@@ -89,14 +87,13 @@ class ModelSettings(ConfigModel, frozen=True):
     template can (Qwen3's `enable_thinking`); gpt-oss takes low/medium/high; unset:
     thinking on, at the template's own effort."""
     batch_invariant: bool = True
-    """Keep every reply independent of what else is generating: llama.cpp's repacked
-    weight layouts (Q4_0, Q4_K, IQ4_NL on AVX2/AVX-512/NEON) use one kernel for a
-    single token and another for several, which round differently, so a greedy reply
-    could change with the load. True loads the weights without repacking (measured: no
-    loss of speed for Gemma-3-270M Q4_K_M on a 2-vCPU EPYC; README) and turns off the
-    tiled K-quant kernel llama.cpp uses for batches of 8 tokens or more
-    (`GGML_CPU_TILED_MM=0`: its rounding differs from the one-token kernel's). False
-    uses both."""
+    """Keep every reply independent of what else is generating and of what the cache
+    held: ggml's CPU backend rounds a step of one token differently from a step of many
+    in its repacked weight layouts (Q4_0, Q4_K, IQ4_NL), its tiled K-quant products (8+
+    tokens) and its tiled and split flash attention (64+ rows, 512+ cached cells). True
+    loads the weights without repacking and keeps every step on ggml's reference paths
+    (`GGML_CPU_TILED_MM=0`, and `GGML_CPU_USE_REF=1`, which the llama.cpp that
+    scripts/dev.py builds reads; README, Request fields). False uses them all."""
     amx_kernels: bool = False
     """Let ggml's AMX kernels run when the installed llama.cpp has them compiled in. Off:
     the model loads without llama.cpp's extra buffer types, the only way weights reach
@@ -205,17 +202,18 @@ class SpeculativeSettings(ConfigModel, frozen=True):
     `draft`: a small model of the same vocabulary (`model.draft_path`) guesses them;
     `off`: one token per step. `auto` (the default) is `ngram`, unless the model's
     logits depend on the shape of the step that computes them (probed at start-up) while
-    `model.batch_invariant` holds: then guesses would make replies depend on the load
-    (Gemma-3-270M Q4_K_M does; SmolLM2 does not), and it is `off`. Measured on copied
-    text, n-gram guessing ran 1.17x as fast with one client; free chat makes almost no
-    guesses, and no slot guesses where batching already makes a guess cost nearly a
-    plain token (README, Speculative decoding)."""
+    `model.batch_invariant` holds: then guesses would make replies depend on the load,
+    and it is `off` (Gemma-3-270M Q4_K_M did with llama.cpp's shape-chosen kernels).
+    Measured on copied text, n-gram guessing ran 1.17x as fast with one client; free
+    chat makes almost no guesses, and no slot guesses where batching already makes a
+    guess cost nearly a plain token (README, Speculative decoding)."""
     max_draft: Annotated[int, Meta(ge=2, le=62)] = 62
     """Most guessed tokens one slot checks in one step (a draft that stands whole
     doubles the next, from 8 up to this). llama.cpp checks tokens more cheaply per token
     the more one step carries, so long drafts pay where text is copied (README). At
     most 62: from 64 query tokens of one sequence on, llama.cpp's CPU flash attention
-    over an f16 cache switches to a tiled kernel that rounds differently."""
+    over an f16 cache switches to a tiled kernel that rounds differently, unless
+    `model.batch_invariant` keeps the reference path."""
     ngram: Annotated[int, Meta(ge=1, le=32)] = 12
     """Tokens of the sequence's end that must recur earlier for a guess. Short n-grams
     (", and the") recur everywhere and point at the wrong place: measured on the edit

@@ -47,16 +47,19 @@ KNOWN_SERVERS = (
     "ours",
     "ours-nospec",
     "ours-draft",
+    "ours-by-shape",
     "llama-cpp-python",
     "llama-server",
     "llama-server-ngram-simple",
     "llama-server-ngram-mod",
 )
 """`ours`: our defaults (`speculative.mode = auto`: n-gram guessing with the embedded
-model); `ours-nospec`: ours with speculative decoding off; `ours-draft`: ours with the served
-model as its own draft model (a correctness run: no smaller model of the same
-vocabulary is at hand); `llama-server-ngram-*`: llama-server
-with that `--spec-type` (n-gram speculation from the prompt and reply, its defaults)."""
+model); `ours-nospec`: ours with speculative decoding off; `ours-draft`: ours with the
+served model as its own draft model (a correctness run: no smaller model of the same
+vocabulary is at hand); `ours-by-shape`: ours with `model.batch_invariant` off (ggml's
+kernels chosen by each step's shape, weights repacked: what exact replies cost);
+`llama-server-ngram-*`: llama-server with that `--spec-type` (n-gram speculation from
+the prompt and reply, its defaults)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +99,13 @@ def build_llama_server(log: Path | None = None) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     try:
         _build(recipe, cmake, binary, log)
-    except (subprocess.CalledProcessError, StopIteration, OSError, tarfile.TarError) as exc:
+    except (
+        subprocess.CalledProcessError,
+        StopIteration,
+        OSError,
+        ValueError,
+        tarfile.TarError,
+    ) as exc:
         raise RuntimeError(f"building llama-server failed: {exc!r}") from exc
     return binary
 
@@ -123,18 +132,9 @@ def llama_server_commands(
 
 def _build(recipe: llama_build.BuildRecipe, cmake: str, binary: Path, log: Path | None) -> None:
     with tempfile.TemporaryDirectory(prefix="llama-sdist-") as tmp:
-        subprocess.run(
-            [
-                *(sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary"),
-                *(":all:", "-d", tmp, f"llama-cpp-python=={recipe.version}"),
-            ],
-            check=True,
-            capture_output=True,
-        )
-        archive = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")
-        source = next(Path(tmp).glob("llama_cpp_python-*/vendor/llama.cpp"))
+        sdist = llama_build.download_sdist(Path(sys.executable), recipe.version, Path(tmp))
+        llama_build.apply_source_edits(sdist)  # the same source as the bindings
+        source = sdist / "vendor" / "llama.cpp"
         build = Path(tmp) / "build"
         out = log.open("ab") if log else subprocess.DEVNULL
         try:
@@ -160,13 +160,14 @@ def _ours_parallel(slots: int) -> list[str]:
 
 def _command(name: str, spec: ServerSpec, port: int) -> list[str]:
     threads = str(spec.threads)
-    if name in ("ours", "ours-nospec", "ours-draft"):
+    if name in ("ours", "ours-nospec", "ours-draft", "ours-by-shape"):
         return [
             *(sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)),
             *("--model-path", str(spec.model), "--model-n-threads", threads),
             *("--model-n-ctx", str(spec.ctx_per_seq), *_ours_parallel(spec.slots)),
             *("--server-log-level", "warning"),
             *(("--speculative-mode", "off") if name == "ours-nospec" else ()),
+            *(("--model-batch-invariant", "false") if name == "ours-by-shape" else ()),
             *(
                 ("--speculative-mode", "draft", "--model-draft-path", str(spec.model))
                 if name == "ours-draft"

@@ -16,6 +16,11 @@ changes the binary: the llama-cpp-python version, the CMake arguments and compil
 the compiler, the CPU (what `native` means), the platform and the Python version. Later
 installs take it from there, in seconds. Only the standard library is used here, because
 `dev.py` runs this before the virtual environment has anything in it.
+
+The build also changes the vendored llama.cpp in one small place (`SOURCE_EDITS`): the
+sdist is downloaded, edited and compiled from the folder, and the edits are part of the
+key. Each edit replaces one exact piece of text and fails the build when that text is not
+found exactly once, so a new llama-cpp-python version cannot be half-patched silently.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -38,11 +44,15 @@ __all__ = (
     "BACKENDS",
     "LLAMA_CPP_PYTHON_VERSION",
     "NO_AMX_FLAGS",
+    "SOURCE_EDITS",
     "BuildRecipe",
     "CachedWheel",
+    "SourceEdit",
+    "apply_source_edits",
     "build_wheel",
     "cache_dir",
     "cached_wheel",
+    "download_sdist",
     "recipe_from_env",
 )
 
@@ -57,6 +67,44 @@ BACKENDS: dict[str, tuple[str, ...]] = {
     "vulkan": ("-DGGML_VULKAN=on",),
 }
 """llama.cpp's CMake options per `LLM_SERVICE_LLAMA_BACKEND` value."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceEdit:
+    """One exact replacement in the sdist, and why it is there."""
+
+    path: str
+    """Relative to the unpacked sdist's top folder."""
+    before: str
+    after: str
+    why: str
+
+
+SOURCE_EDITS: tuple[SourceEdit, ...] = (
+    SourceEdit(
+        path="vendor/llama.cpp/ggml/src/ggml-cpu/ggml-cpu.cpp",
+        before="    ctx->use_ref             = false;\n",
+        after=(
+            "    // llm-service: GGML_CPU_USE_REF=1 starts the backend on the reference paths\n"
+            "    // (batch-size independent results); see scripts/llama_build.py\n"
+            "    {\n"
+            '        const char * use_ref_env = getenv("GGML_CPU_USE_REF");\n'
+            "        ctx->use_ref = use_ref_env != NULL && atoi(use_ref_env) != 0;\n"
+            "    }\n"
+        ),
+        why=(
+            "ggml's CPU backend has a switch, use_ref, that keeps every operation on its "
+            "row-by-row reference path: no tiled K-quant matrix product, no tiled flash "
+            "attention for steps of 64 or more query rows, no split-KV flash attention for "
+            "one-token steps over 512 or more cells, no operator fusion. Each of those "
+            "rounds differently from the reference path, so a position's logits depend on "
+            "how many tokens its step held (Gemma-3-270M: 1.36 apart). llama.cpp creates "
+            "its backends itself and offers no setting for the switch; this edit lets the "
+            "environment set it when a backend starts (model.batch_invariant does)."
+        ),
+    ),
+)
+"""Changes to the vendored llama.cpp, applied to every build (bindings and llama-server)."""
 
 BACKEND_ENV = "LLM_SERVICE_LLAMA_BACKEND"
 EXTRA_CMAKE_ENV = "LLM_SERVICE_LLAMA_CMAKE_ARGS"
@@ -107,6 +155,8 @@ class BuildRecipe:
     cpu: str
     platform: str
     python: str
+    source_edits: str = ""
+    """A digest of `SOURCE_EDITS` ('' = the sdist as published)."""
 
     @property
     def key(self) -> str:
@@ -158,7 +208,49 @@ def recipe_from_env(
         cpu=cpu_fingerprint(),
         platform=f"{system}-{machine}",
         python=f"{sys.version_info.major}.{sys.version_info.minor}",
+        source_edits=edits_digest(SOURCE_EDITS),
     )
+
+
+def edits_digest(edits: tuple[SourceEdit, ...]) -> str:
+    """What the key records of the edits: their text, not their explanations."""
+    if not edits:
+        return ""
+    text = json.dumps([(edit.path, edit.before, edit.after) for edit in edits])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def download_sdist(python: Path, version: str, dest: Path) -> Path:
+    """Download llama-cpp-python's sdist with pip (so the user's index settings apply),
+    unpack it into `dest` and return its top folder."""
+    subprocess.run(
+        [
+            *(str(python), "-m", "pip", "download", "--no-deps", "--no-cache-dir"),
+            *("--no-binary", "llama-cpp-python", "-d", str(dest)),
+            f"llama-cpp-python=={version}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    archive = next(dest.glob("llama_cpp_python-*.tar.gz"))
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="data")
+    return next(path for path in dest.glob("llama_cpp_python-*") if path.is_dir())
+
+
+def apply_source_edits(source: Path, edits: tuple[SourceEdit, ...] = SOURCE_EDITS) -> None:
+    """Apply each edit to the unpacked sdist at `source`; raise ValueError naming the
+    file when its `before` text is not there exactly once."""
+    for edit in edits:
+        target = source / edit.path
+        text = target.read_text(encoding="utf-8")
+        found = text.count(edit.before)
+        if found != 1:
+            raise ValueError(
+                f"{edit.path}: the text to replace occurs {found} times, not once; "
+                "this llama-cpp-python version needs its edits reviewed"
+            )
+        target.write_text(text.replace(edit.before, edit.after), encoding="utf-8", newline="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,18 +275,27 @@ def cached_wheel(recipe: BuildRecipe) -> CachedWheel | None:
 
 def build_wheel(python: Path, recipe: BuildRecipe) -> CachedWheel:
     """Compile llama-cpp-python with the recipe into its cache folder (8-10 min on two
-    cores). pip's own cache is bypassed both ways, so no wheel built with other flags
-    comes in and ours goes nowhere else. The folder appears whole or not at all; the
-    verbose log beside the wheel holds every compile command."""
+    cores), from its sdist with `SOURCE_EDITS` applied. pip's own cache is bypassed both
+    ways, so no wheel built with other flags comes in and ours goes nowhere else. The
+    folder appears whole or not at all; the verbose log beside the wheel holds every
+    compile command."""
     wheels = cache_dir() / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     final = wheels / recipe.key
     staging = Path(tempfile.mkdtemp(prefix=f".{recipe.key}-", dir=wheels))
     log = staging / "build.log"
+    unpacked = Path(tempfile.mkdtemp(prefix="llama-sdist-"))
+    try:
+        source = download_sdist(python, recipe.version, unpacked)
+        apply_source_edits(source)
+    except BaseException:
+        shutil.rmtree(unpacked, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     command = [
         *(str(python), "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-v"),
-        *("--no-binary", "llama-cpp-python", "--config-settings", "build.verbose=true"),
-        *("--wheel-dir", str(staging), f"llama-cpp-python=={recipe.version}"),
+        *("--config-settings", "build.verbose=true"),
+        *("--wheel-dir", str(staging), str(source)),
     ]
     print(f"Building llama-cpp-python {recipe.version} ({recipe.backend}) into {final}", flush=True)
     print(f"  CMAKE_ARGS={shlex.join(recipe.cmake_args)}", flush=True)
@@ -204,6 +305,7 @@ def build_wheel(python: Path, recipe: BuildRecipe) -> CachedWheel:
     with log.open("wb") as out:
         env = recipe.environment()
         code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    shutil.rmtree(unpacked, ignore_errors=True)
     if code != 0:
         tail = log.read_text(errors="replace").splitlines()[-40:]
         kept = wheels / f"failed-{recipe.key}.log"

@@ -277,12 +277,7 @@ class BatchingEngine:
         )
         logger.info("llama.cpp system info: %s", model.system_info)
         logger.info("Attention: %s", model.attention.why)
-        logger.info(
-            "K-quant matrix products: %s",
-            "one kernel for every batch size (model.batch_invariant: GGML_CPU_TILED_MM=0)"
-            if model.single_matmul_path
-            else "llama.cpp's tiled kernel for batches of 8 tokens or more",
-        )
+        logger.info("CPU kernels: %s", model.kernel_paths.described)
         logger.info(
             "Speculative decoding: %s (%s)",
             "off"

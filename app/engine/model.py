@@ -22,7 +22,7 @@ from llama_cpp._internals import LlamaModel
 
 from app.engine.attention import choose_flash_attn
 from app.engine.measurements import cpu_identity, file_identity
-from app.engine.native import amx_guard_needed, single_matmul_path, system_info
+from app.engine.native import amx_guard_needed, cpu_kernel_paths, system_info
 from app.engine.template import ChatTemplate
 from config.settings import ModelSettings
 from conversion.errors import InvalidRequestError
@@ -51,7 +51,7 @@ class LoadedModel:
         self.amx_guard = amx_guard_needed(self.system_info, allow_amx=settings.amx_kernels)
         # Extra buffer types are how weights reach repacked (and AMX) kernels.
         model_params.use_extra_bufts = not (self.amx_guard or settings.batch_invariant)
-        self.single_matmul_path = single_matmul_path(settings.batch_invariant)
+        self.kernel_paths = cpu_kernel_paths(settings.batch_invariant)
         self.model = LlamaModel(path_model=path, params=model_params, verbose=False)
         self.vocab = self.model.vocab
         self.n_vocab = self.model.n_vocab()
@@ -99,7 +99,7 @@ class LoadedModel:
             "context": [self.n_ctx_seq, self.slots, self.n_batch],
             "gpu_layers": settings.n_gpu_layers,
             "extra_bufts": model_params.use_extra_bufts,
-            "tiled_matmul": not self.single_matmul_path,
+            "cpu_kernels": str(self.kernel_paths),
         }
         """What decides the numbers this context computes: the key its measurements are
         kept under (`measurements`)."""

@@ -10,13 +10,28 @@ type for the weights, so loading with `use_extra_bufts = false` keeps them idle.
 also turns off ggml's weight repacking (faster Q4_0/Q4_K matrix products on AVX2), so it
 is the fallback; the cure is a library built without AMX, which the warning names.
 
-The same llama.cpp multiplies K-quant weights (Q2_K…Q6_K, IQ…) by a batch of 8 or more
-tokens with its "tiled" kernel and by fewer with the row-by-row one, and the two round
-differently (1e-6 relative on Gemma-3-270M Q4_K_M's attention output and Q6_K FFN, which
-Gemma's large activations turn into logits 1.2 apart: an 18-token prompt read whole or
-cut at 3, 12 or 17 gave different replies). `single_matmul_path` switches the tiled
-kernel off with llama.cpp's own variable, `GGML_CPU_TILED_MM=0`, which it reads once per
-process at its first matrix product: so before the first model loads.
+ggml's CPU backend also has paths whose rounding depends on how many tokens a step
+holds, so that a position's logits depend on how a sequence was cut into steps (a prompt
+read whole or in pieces, a prefix reused from the cache, guesses checked in one step):
+- K-quant weights (Q2_K…Q6_K, IQ…) times 8 or more tokens take a "tiled" kernel, fewer
+  the row-by-row one (1e-6 relative on Gemma-3-270M Q4_K_M, which Gemma's large
+  activations turn into logits 1.2 apart);
+- flash attention over an f16 cache takes a tiled path for 64 or more query rows in a
+  step, whatever sequences they belong to (a 188-token Gemma prompt read whole or as
+  40 + 148 tokens: logits 1.13 apart; SmolLM2, 560 tokens read as 512 + 48 or as
+  300 + 260: 0.63 apart),
+  and, when a step is one token over 512 or more cells, sums it in per-thread pieces
+  (by the code; no drift from this one was measured here);
+- operator fusion.
+ggml has a switch that keeps all of them on the reference path, `use_ref`, but llama.cpp
+creates its backends itself and offers no setting for it: the llama.cpp that
+`scripts/llama_build.py` compiles reads it from `GGML_CPU_USE_REF` when a backend starts
+(the one edit it makes to the vendored source). `cpu_kernel_paths` sets that, and
+llama.cpp's own `GGML_CPU_TILED_MM=0` (read once per process at the first matrix
+product), which switches off the first of the three in any build. Both must be set
+before the first model loads. Whether the installed library reads the first is told by
+its CPU backend holding the variable's name: a llama.cpp built another way (a GPU
+build, a wheel from elsewhere) keeps only the K-quant kernel fixed, and says so.
 """
 
 from __future__ import annotations
@@ -24,18 +39,25 @@ from __future__ import annotations
 import logging
 import os
 import re
+from enum import StrEnum
+from pathlib import Path
 
 import llama_cpp
 
 __all__ = (
     "AMX_REBUILD_HINT",
+    "KernelPaths",
     "amx_guard_needed",
+    "cpu_kernel_paths",
     "has_amx_kernels",
-    "single_matmul_path",
+    "reads_use_ref",
     "system_info",
 )
 
 TILED_MATMUL_VARIABLE = "GGML_CPU_TILED_MM"
+"""llama.cpp's own: "0" keeps K-quant products of any batch on the row-by-row kernel."""
+USE_REF_VARIABLE = "GGML_CPU_USE_REF"
+"""Ours (`scripts/llama_build.py`): "1" starts each CPU backend with `use_ref` set."""
 
 logger = logging.getLogger("llm_service.engine")
 
@@ -79,14 +101,57 @@ def amx_guard_needed(info: str, *, allow_amx: bool) -> bool:
     return True
 
 
-def single_matmul_path(batch_invariant: bool) -> bool:
-    """With `batch_invariant`, make every batch size take the row-by-row K-quant kernel
-    (see the module docstring); returns whether the process runs that way. The
-    variable is read once per process, so an engine that is not batch invariant and
-    computed first in the same process leaves the tiled kernel on: one process, one
-    setting (the server runs one engine)."""
+class KernelPaths(StrEnum):
+    """Which of ggml's CPU paths the process computes with."""
+
+    REFERENCE = "reference"
+    """Every step shape on the reference paths: batch-size independent."""
+    ROW_BY_ROW_MATMUL = "row-by-row K-quant products"
+    """Only the K-quant products fixed: a llama.cpp without our edit."""
+    BY_STEP_SHAPE = "by step shape"
+    """llama.cpp's tiled and split paths, chosen by each step's shape."""
+
+    @property
+    def described(self) -> str:
+        """What the start-up log says of it."""
+        return _DESCRIBED[self]
+
+
+_DESCRIBED = {
+    KernelPaths.REFERENCE: (
+        "ggml's reference paths for every step shape (model.batch_invariant: "
+        "GGML_CPU_USE_REF=1, GGML_CPU_TILED_MM=0)"
+    ),
+    KernelPaths.ROW_BY_ROW_MATMUL: (
+        "the row-by-row kernel for K-quant products of any batch (model.batch_invariant: "
+        "GGML_CPU_TILED_MM=0); this llama.cpp does not read GGML_CPU_USE_REF, so flash "
+        "attention still takes tiled and split paths by step shape (build it with "
+        "scripts/dev.py install for replies independent of the load at any length)"
+    ),
+    KernelPaths.BY_STEP_SHAPE: "llama.cpp's tiled and split paths, chosen by each step's shape",
+}
+
+
+def reads_use_ref() -> bool:
+    """Whether the loaded llama.cpp reads `GGML_CPU_USE_REF`: the variable's name is a
+    string in its CPU backend's library only when our build's edit is compiled in."""
+    library = Path(llama_cpp.llama_cpp._lib._name)  # the only record of its path
+    needle = USE_REF_VARIABLE.encode()
+    candidates = {p.resolve() for p in library.parent.iterdir() if "ggml" in p.name}
+    return any(needle in path.read_bytes() for path in candidates | {library} if path.is_file())
+
+
+def cpu_kernel_paths(batch_invariant: bool) -> KernelPaths:
+    """With `batch_invariant`, keep every step shape on ggml's reference paths as far as
+    the installed llama.cpp allows (see the module docstring), and return how the
+    process runs. The variables are read once per process or per backend, so an engine
+    that is not batch invariant, created after one that is, inherits them: one process,
+    one setting (the server runs one engine)."""
     if batch_invariant:
-        if os.environ.get(TILED_MATMUL_VARIABLE, "1") != "0":
-            os.environ[TILED_MATMUL_VARIABLE] = "0"
-        return True
-    return os.environ.get(TILED_MATMUL_VARIABLE, "1") == "0"
+        os.environ[TILED_MATMUL_VARIABLE] = "0"
+        os.environ[USE_REF_VARIABLE] = "1"
+    if os.environ.get(TILED_MATMUL_VARIABLE) != "0":
+        return KernelPaths.BY_STEP_SHAPE
+    if os.environ.get(USE_REF_VARIABLE) == "1" and reads_use_ref():
+        return KernelPaths.REFERENCE
+    return KernelPaths.ROW_BY_ROW_MATMUL

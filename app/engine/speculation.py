@@ -22,14 +22,10 @@ it would have without guesses: a guess stands while it equals the sampled token.
 reply is the reply without speculation, token for token (with the same seed, the same
 random draws), grammars included (a guess the grammar forbids is never sampled), and
 the guesses only decide how many tokens one step yields -- as far as llama.cpp computes
-a position's logits checked beside guesses as it does alone. That depends on the model:
-SmolLM2 and Gemma-3-270M do (Gemma once llama.cpp's tiled K-quant kernel is off, as
-`model.batch_invariant` has it), and as others may not, `speculative.mode = auto` asks
-the model first
-(`shape_probe`). And with the f16 KV cache, past 512 cached tokens llama.cpp's CPU
-attention sums a lone query token in per-thread pieces and several in one pass, so a
-near-tie may fall the other way, as it may already after a reused prefix (README,
-Request fields); with the q8_0 cache it takes one path.
+a position's logits checked beside guesses as it does alone. With the reference paths
+`model.batch_invariant` keeps ggml's CPU backend on (`native`), SmolLM2 and Gemma-3-270M
+do at any length; as a model or a llama.cpp built another way may not,
+`speculative.mode = auto` asks the model first (`shape_probe`).
 """
 
 from __future__ import annotations

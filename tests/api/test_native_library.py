@@ -18,8 +18,16 @@ from typing import ClassVar
 import pytest
 
 import app.engine.model as model_module
+from app.engine import native
 from app.engine.model import LoadedModel
-from app.engine.native import AMX_REBUILD_HINT, has_amx_kernels, system_info
+from app.engine.native import (
+    AMX_REBUILD_HINT,
+    KernelPaths,
+    cpu_kernel_paths,
+    has_amx_kernels,
+    reads_use_ref,
+    system_info,
+)
 from config import ModelSettings
 from tests.conftest import TEST_THREADS
 
@@ -170,3 +178,33 @@ def test_batch_invariance_loads_the_weights_without_repacking(
         assert params.use_extra_bufts is expected  # type: ignore[attr-defined]
     finally:
         model.close()
+
+
+def test_the_installed_llama_cpp_reads_the_reference_path_switch() -> None:
+    """`scripts/dev.py install` builds llama.cpp with the edit that reads
+    GGML_CPU_USE_REF (scripts/llama_build.py); without it Gemma's replies depend on how
+    a prompt is cut into steps (tests/e2e/test_second_model.py)."""
+    assert reads_use_ref(), (
+        "this llama.cpp does not read GGML_CPU_USE_REF: install it with "
+        "`python3 scripts/dev.py install` (its build applies scripts/llama_build.py's "
+        "SOURCE_EDITS)"
+    )
+    assert cpu_kernel_paths(batch_invariant=True) is KernelPaths.REFERENCE
+
+
+def test_a_library_without_the_switch_is_told_from_one_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A llama.cpp built elsewhere cannot be installed beside ours on demand: a folder
+    of stand-in libraries is what `reads_use_ref` looks into instead."""
+    library = tmp_path / "libllama.so"
+    library.write_bytes(b"\x7fELF llama")
+    backend = tmp_path / "libggml-cpu.so"
+    backend.write_bytes(b"\x7fELF ggml GGML_CPU_TILED_MM")
+    monkeypatch.setattr(native.llama_cpp.llama_cpp._lib, "_name", str(library))
+    assert not reads_use_ref()
+    assert cpu_kernel_paths(batch_invariant=True) is KernelPaths.ROW_BY_ROW_MATMUL
+    assert "does not read GGML_CPU_USE_REF" in KernelPaths.ROW_BY_ROW_MATMUL.described
+    backend.write_bytes(b"\x7fELF ggml GGML_CPU_TILED_MM\0GGML_CPU_USE_REF\0")
+    assert reads_use_ref()
+    assert cpu_kernel_paths(batch_invariant=True) is KernelPaths.REFERENCE

@@ -128,19 +128,16 @@ async def test_auto_guesses_with_a_model_that_computes_any_step_alike(
     assert int(line.rsplit(" ", 1)[1]) > 0
 
 
-async def test_auto_follows_the_probe_on_gemma(
+async def test_auto_guesses_for_gemma_too(
     gemma_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """On the EPYC here Gemma-3-270M's logits move with the step's shape and `auto` is
-    off for it; the probe may find otherwise on another CPU, and `auto` must follow."""
-    drift = _gemma_drift(gemma_path)
+    """Gemma-3-270M's logits moved with the step's shape (tiled K-quant products for 8+
+    tokens, tiled flash attention for 64+ rows) until model.batch_invariant kept every
+    step on ggml's reference paths: the probe finds no drift, and `auto` guesses."""
+    assert _gemma_drift(gemma_path) == 0.0
     line = await _served(gemma_path, caplog, chat_format="gemma")
-    if drift > 0:
-        assert line.startswith("Speculative decoding: off (auto; a position's logits here")
-        assert f"moved by up to {drift:.2g} " in line
-        assert "model.batch_invariant" in line
-    else:
-        assert line.startswith("Speculative decoding: ngram")
+    assert line.startswith("Speculative decoding: ngram")
+    assert "do not depend on the step's shape" in line
 
 
 async def test_auto_is_off_where_the_probe_finds_a_drift(

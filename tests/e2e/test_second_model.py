@@ -1,6 +1,8 @@
 """The core chat paths on a second architecture: Gemma-3-270M (Q4_K_M, sliding-window
 attention, a base GGUF without a chat template), served with `model.chat_format =
-gemma`. Kept short: the first model's suite covers the paths in depth."""
+gemma`. Kept short: the first model's suite covers the paths in depth, but not how a
+prompt is cut into steps, which moved Gemma's logits (large activations) and not
+SmolLM2's: that is tested here (issue 25)."""
 
 from __future__ import annotations
 
@@ -76,36 +78,105 @@ def test_chat_streamed_and_not_agree(client: openai.OpenAI) -> None:
     assert chunks[-1].usage == plain.usage
 
 
+BAKERY = (
+    "My grandmother kept a small bakery at the corner of two narrow streets in the old "
+    "town. Every morning before dawn she lit the oven, mixed flour, water, salt and yeast "
+    "in a wooden trough, and shaped the loaves by hand while the radio played quietly. "
+    "Customers came for the rye bread and the poppy-seed rolls, and children came for "
+    "the sugared buns she sold for a coin each. When she retired, the shop became a phone "
+    "repair stall, and the smell of bread left the street for good."
+)
+"""An opening of 100+ tokens: read whole, a prompt gives flash attention 64+ rows in one
+step; once it is cached, the same prompt is read as a short rest. (In the user message:
+llama-cpp-python's `gemma` format drops system messages.) Without the reference paths,
+two of the questions asked about it here got other replies read one way than the other
+(the first after 6 words)."""
+
+
+def chat(client: openai.OpenAI, *turns: str, **extra: Any) -> str:
+    """The greedy reply to user and assistant turns, alternating; streamed when `stream`
+    is set."""
+    roles = ("user", "assistant")
+    reply = client.chat.completions.create(
+        model="m",
+        messages=[{"role": roles[i % 2], "content": t} for i, t in enumerate(turns)],  # type: ignore[misc]
+        temperature=0,
+        max_tokens=extra.pop("max_tokens", 60),
+        **extra,
+    )
+    if extra.get("stream"):
+        return "".join(c.choices[0].delta.content or "" for c in reply if c.choices)
+    return reply.choices[0].message.content or ""
+
+
 def test_the_same_request_again_gives_the_same_reply(client: openai.OpenAI) -> None:
-    """Greedy, on the module's engine (f16 cache): a request, then another that shares
-    its system prompt, then the first again, whose prompt is now partly cached and so
-    read in other steps, non-streamed and streamed: one reply. (Issue 25: llama.cpp's
-    tiled K-quant kernel for 8+ tokens rounded differently from the one-token kernel,
-    and the second reply differed; model.batch_invariant now turns it off.)"""
-    system = {"role": "system", "content": "You are a concise teacher of computing."}
+    """Greedy, on the module's engine (f16 cache): a request read whole, then another
+    that shares its opening and takes over its cache, then the first again, whose
+    opening is now cached and whose question is read in a step of its own, non-streamed
+    and streamed: one reply. (Issue 25: the tiled K-quant kernel for 8+ tokens and the
+    tiled flash attention for 64+ rows rounded differently from the paths for fewer;
+    model.batch_invariant keeps every step on ggml's reference paths.)"""
+    question = f"{BAKERY}\n\nSummarize this in one sentence."
+    first = chat(client, question)
+    chat(client, f"{BAKERY}\n\nWho is speaking here?")
+    assert chat(client, question) == first
+    assert chat(client, question, stream=True) == first
 
-    def reply(question: str, **extra: Any) -> Any:
-        return client.chat.completions.create(
-            model="m",
-            messages=[system, {"role": "user", "content": question}],
-            temperature=0,
-            max_tokens=40,
-            **extra,
-        )
 
-    first = reply("Explain what a CPU does in two sentences.").choices[0].message.content
-    reply("Name three rivers in Europe.")
-    again = reply("Explain what a CPU does in two sentences.").choices[0].message.content
-    chunks = reply("Explain what a CPU does in two sentences.", stream=True)
-    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert again == first
-    assert streamed == first
+@pytest.fixture(scope="module")
+def fresh(gemma_path: Path) -> Iterator[openai.OpenAI]:
+    """A second server with an engine of its own, whose cache holds nothing of the
+    prompts sent to it (each test sends it other ones): there a prompt is read whole."""
+    server = serve(None, gemma_path, model={"chat_format": "gemma"})
+    try:
+        with next(server).client() as client:
+            yield client
+    finally:
+        server.close()
+
+
+def test_a_long_prompt_among_three_streams_gets_its_reply_alone(
+    client: openai.OpenAI, fresh: openai.OpenAI
+) -> None:
+    """On the module's engine the prompt is read while three streams decode, in pieces
+    whose steps carry their tokens too (and its opening may be cached); alone on a
+    fresh engine it is read in one step. Same reply."""
+    question = f"{BAKERY}\n\nDescribe the bakery."
+    with ThreadPoolExecutor(3) as pool:
+        streams = [
+            client.chat.completions.create(
+                model="m",
+                messages=[{"role": "user", "content": q}],
+                temperature=0,
+                max_tokens=80,
+                stream=True,
+            )
+            for q in QUESTIONS[:3]
+        ]
+        firsts = [next(stream) for stream in streams]  # all three are generating
+        drained = [pool.submit(list, stream) for stream in streams]
+        among = chat(client, question)
+        assert all(len(done.result()) > 1 for done in drained)
+    assert all(first.choices for first in firsts)
+    assert among == chat(fresh, question)
+
+
+def test_turn_two_equals_the_same_conversation_sent_fresh(
+    client: openai.OpenAI, fresh: openai.OpenAI
+) -> None:
+    """Turn 2 reuses the cache of turn 1's reply, written a token (or a few guesses) at a
+    time; a fresh engine reads the same conversation as one prompt. Same reply."""
+    question = "What does a compiler do?"
+    answer = chat(client, question, max_tokens=40)
+    follow_up = "And an interpreter?"
+    turn_two = chat(client, question, answer, follow_up, max_tokens=40)
+    assert chat(fresh, question, answer, follow_up, max_tokens=40) == turn_two
 
 
 def _replies(gemma_path: Path, *, together: bool) -> list[str | None]:
     """The greedy replies to QUESTIONS, one at a time or four at once, from an engine
     of its own with the default f16 cache (before issue 25's fix, llama.cpp's tiled
-    K-quant kernel for batches of 8+ tokens made them depend on the load)."""
+    kernels for steps of 8+ tokens and 64+ rows made them depend on the load)."""
     server = serve(None, gemma_path, model={"chat_format": "gemma"})
     live = next(server)
     try:
@@ -122,7 +193,7 @@ def _replies(gemma_path: Path, *, together: bool) -> list[str | None]:
 
 def test_replies_do_not_depend_on_the_load(gemma_path: Path) -> None:
     """Greedy replies alone equal the same replies four at a time (batch invariance:
-    Q4_K weights are not repacked and take one kernel for every batch size, see
+    Q4_K weights are not repacked and every step takes ggml's reference paths, see
     model.batch_invariant). Each way on a fresh engine, so neither inherits a cache."""
     assert _replies(gemma_path, together=True) == _replies(gemma_path, together=False)
 

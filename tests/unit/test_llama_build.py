@@ -100,6 +100,7 @@ def test_every_input_of_the_binary_changes_the_key() -> None:
         llama_build.BuildRecipe(**{**_fields(base), "cpu": "another CPU"}),
         llama_build.BuildRecipe(**{**_fields(base), "python": "3.12"}),
         llama_build.BuildRecipe(**{**_fields(base), "compiler_flags": ("-mno-amx-tile",)}),
+        llama_build.BuildRecipe(**{**_fields(base), "source_edits": ""}),
     ]
     keys = {base.key, *(variant.key for variant in variants)}
     assert len(keys) == len(variants) + 1
@@ -135,6 +136,31 @@ def test_a_cache_folder_counts_only_when_complete(
     assert found is not None
     assert found.wheel == wheel
     assert found.url == wheel.resolve().as_uri()
+
+
+def test_the_key_records_the_source_edits_text_and_not_their_explanations() -> None:
+    edit = llama_build.SOURCE_EDITS[0]
+    assert recipe().source_edits == llama_build.edits_digest(llama_build.SOURCE_EDITS)
+    reworded = llama_build.SourceEdit(edit.path, edit.before, edit.after, "other words")
+    changed = llama_build.SourceEdit(edit.path, edit.before, edit.after + "// more\n", edit.why)
+    assert llama_build.edits_digest((reworded,)) == llama_build.edits_digest((edit,))
+    assert llama_build.edits_digest((changed,)) != llama_build.edits_digest((edit,))
+
+
+def test_each_source_edit_replaces_its_text_exactly_once(tmp_path: Path) -> None:
+    edit = llama_build.SOURCE_EDITS[0]
+    target = tmp_path / edit.path
+    target.parent.mkdir(parents=True)
+    target.write_text(f"static void init() {{\n{edit.before}}}\n")
+    llama_build.apply_source_edits(tmp_path)
+    patched = target.read_text()
+    assert edit.before not in patched
+    assert 'getenv("GGML_CPU_USE_REF")' in patched
+    with pytest.raises(ValueError, match=r"occurs 0 times"):  # applied twice: refused
+        llama_build.apply_source_edits(tmp_path)
+    target.write_text(edit.before * 2)
+    with pytest.raises(ValueError, match=rf"{edit.path}: the text to replace occurs 2 times"):
+        llama_build.apply_source_edits(tmp_path)
 
 
 def test_the_bench_llama_server_is_built_with_the_same_recipe(tmp_path: Path) -> None:
