@@ -8,6 +8,7 @@ message order, so they become a 400 on `messages`, not a 500.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from conversion.errors import InvalidRequestError
 from conversion.families import detect_family
 from conversion.generation import TemplateMessage
 from conversion.params import stop_strings
+from conversion.turn import system_in_first_user
 
 __all__ = ("ChatTemplate", "builtin_formats", "check_template_settings")
 
@@ -57,6 +59,24 @@ def _template_file(path: Path) -> str:
     return source
 
 
+_SYSTEM_MARK = "llm-service-system-probe"
+
+
+def _keeps_system(formatter: Formatter) -> bool:
+    """Whether a system message's text reaches the prompt: False for a format that
+    drops it, or a template that refuses one but renders a user message alone (older
+    Mistral templates raise "only user and assistant roles")."""
+    user = {"role": "user", "content": "hi"}
+    system = {"role": "system", "content": _SYSTEM_MARK}
+    with contextlib.suppress(Exception):  # templates raise anything; the next call tells
+        return _SYSTEM_MARK in formatter(messages=[system, user]).prompt
+    try:
+        formatter(messages=[user])
+    except Exception:  # noqa: BLE001 (it fails alone too: each request gets its 400)
+        return True
+    return False
+
+
 def check_template_settings(settings: ModelSettings) -> None:
     """Fail at start-up, not at model load, when the configured template is unusable."""
     if settings.chat_template_file is not None:
@@ -78,6 +98,9 @@ class ChatTemplate:
         self._formatter: Formatter = self._choose(model, settings)
         self.family = detect_family(self.source)
         """How the model thinks and writes calls, as its template shows it."""
+        self.keeps_system = _keeps_system(self._formatter)
+        """False: the format drops system messages, so `render` hands their text over
+        in the first user message (tool descriptions travel there too)."""
 
     def _choose(self, model: LlamaModel, settings: ModelSettings) -> Formatter:
         if settings.chat_template_file is not None:
@@ -114,6 +137,8 @@ class ChatTemplate:
     ) -> tuple[str, bool, tuple[str, ...]]:
         """(prompt, whether it already has BOS, stop strings); `variables` go to the
         template as they are (`chat_template_kwargs`, `enable_thinking`, ...)."""
+        if not self.keeps_system:
+            messages = system_in_first_user(messages)
         try:
             result = self._formatter(messages=messages, tools=tools, **(variables or {}))
         except (jinja2.TemplateError, ValueError, TypeError, KeyError) as exc:

@@ -17,6 +17,8 @@ STRICT_CHATML = (
     "{% for message in messages %}"
     "{% if message['role'] == 'system' %}{{ raise_exception('system messages are not supported') }}"
     "{% endif %}"
+    "{% if loop.index0 % 2 != (0 if message['role'] == 'user' else 1) %}"
+    "{{ raise_exception('roles must alternate user/assistant') }}{% endif %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
@@ -41,10 +43,21 @@ async def test_a_jinja_template_file_is_used_and_its_errors_are_400(
         without = (await custom.post("/v1/chat/completions", json=request)).json()
         # the GGUF template adds a default system prompt; this one does not
         assert without["usage"]["prompt_tokens"] < with_system["usage"]["prompt_tokens"]
-        system = [{"role": "system", "content": "Be brief."}, *HELLO]
-        response = await custom.post("/v1/chat/completions", json={"messages": system})
+        twice = [*HELLO, *HELLO]
+        response = await custom.post("/v1/chat/completions", json={"messages": twice})
         error = assert_error(response, 400, param="messages")
-        assert "system messages are not supported" in error["message"]
+        assert "roles must alternate" in error["message"]
+        # it refuses system messages, so their text opens the first user message
+        system = [{"role": "system", "content": "Be brief."}, *HELLO]
+        folded = [{"role": "user", "content": "Be brief.\n\nHello!"}]
+        counts = []
+        for messages in (system, folded):
+            response = await custom.post(
+                "/v1/chat/completions", json={"messages": messages, "max_tokens": 1}
+            )
+            assert response.status_code == 200
+            counts.append(response.json()["usage"]["prompt_tokens"])
+        assert counts[0] == counts[1] > without["usage"]["prompt_tokens"]
 
 
 TOOLS_CHATML = (

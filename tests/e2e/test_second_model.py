@@ -86,20 +86,21 @@ BAKERY = (
     "the sugared buns she sold for a coin each. When she retired, the shop became a phone "
     "repair stall, and the smell of bread left the street for good."
 )
-"""An opening of 100+ tokens: read whole, a prompt gives flash attention 64+ rows in one
-step; once it is cached, the same prompt is read as a short rest. (In the user message:
-llama-cpp-python's `gemma` format drops system messages.) Without the reference paths,
-two of the questions asked about it here got other replies read one way than the other
-(the first after 6 words)."""
+"""A system prompt of 100+ tokens: read whole, a prompt gives flash attention 64+ rows in
+one step; once it is cached, the same prompt is read as a short rest. Without the
+reference paths, two of the questions asked about it here got other replies read one
+way than the other (the first after 6 words)."""
 
 
-def chat(client: openai.OpenAI, *turns: str, **extra: Any) -> str:
-    """The greedy reply to user and assistant turns, alternating; streamed when `stream`
-    is set."""
+def chat(client: openai.OpenAI, *turns: str, system: str = "", **extra: Any) -> str:
+    """The greedy reply to user and assistant turns, alternating, after `system`;
+    streamed when `stream` is set."""
     roles = ("user", "assistant")
+    messages = [{"role": "system", "content": system}] if system else []
+    messages += [{"role": roles[i % 2], "content": t} for i, t in enumerate(turns)]
     reply = client.chat.completions.create(
         model="m",
-        messages=[{"role": roles[i % 2], "content": t} for i, t in enumerate(turns)],  # type: ignore[misc]
+        messages=messages,  # type: ignore[arg-type]
         temperature=0,
         max_tokens=extra.pop("max_tokens", 60),
         **extra,
@@ -107,20 +108,6 @@ def chat(client: openai.OpenAI, *turns: str, **extra: Any) -> str:
     if extra.get("stream"):
         return "".join(c.choices[0].delta.content or "" for c in reply if c.choices)
     return reply.choices[0].message.content or ""
-
-
-def test_the_same_request_again_gives_the_same_reply(client: openai.OpenAI) -> None:
-    """Greedy, on the module's engine (f16 cache): a request read whole, then another
-    that shares its opening and takes over its cache, then the first again, whose
-    opening is now cached and whose question is read in a step of its own, non-streamed
-    and streamed: one reply. (Issue 25: the tiled K-quant kernel for 8+ tokens and the
-    tiled flash attention for 64+ rows rounded differently from the paths for fewer;
-    model.batch_invariant keeps every step on ggml's reference paths.)"""
-    question = f"{BAKERY}\n\nSummarize this in one sentence."
-    first = chat(client, question)
-    chat(client, f"{BAKERY}\n\nWho is speaking here?")
-    assert chat(client, question) == first
-    assert chat(client, question, stream=True) == first
 
 
 @pytest.fixture(scope="module")
@@ -135,13 +122,34 @@ def fresh(gemma_path: Path) -> Iterator[openai.OpenAI]:
         server.close()
 
 
+def test_the_same_request_again_gives_the_same_reply(gemma_path: Path) -> None:
+    """Greedy, on an engine of its own (f16 cache; a cache another test filled would
+    change how the first request is read): a request read whole, then another that
+    shares its system prompt and takes over its slot, then the first again, whose system
+    prompt is now cached and whose question is read in a step of its own, non-streamed
+    and streamed: one reply. (Issue 25: the tiled K-quant kernel for 8+ tokens and the
+    tiled flash attention for 64+ rows rounded differently from the paths for fewer;
+    model.batch_invariant keeps every step on ggml's reference paths.) Replies of 30
+    tokens, so that each request continues the last one's slot."""
+    question = "Summarize this in one sentence."
+    server = serve(None, gemma_path, model={"chat_format": "gemma"})
+    try:
+        with next(server).client() as client:
+            first = chat(client, question, system=BAKERY, max_tokens=30)
+            chat(client, "Who is speaking here?", system=BAKERY, max_tokens=30)
+            assert chat(client, question, system=BAKERY, max_tokens=30) == first
+            assert chat(client, question, system=BAKERY, max_tokens=30, stream=True) == first
+    finally:
+        server.close()
+
+
 def test_a_long_prompt_among_three_streams_gets_its_reply_alone(
     client: openai.OpenAI, fresh: openai.OpenAI
 ) -> None:
     """On the module's engine the prompt is read while three streams decode, in pieces
     whose steps carry their tokens too (and its opening may be cached); alone on a
     fresh engine it is read in one step. Same reply."""
-    question = f"{BAKERY}\n\nDescribe the bakery."
+    question = "Describe the bakery."
     with ThreadPoolExecutor(3) as pool:
         streams = [
             client.chat.completions.create(
@@ -155,10 +163,10 @@ def test_a_long_prompt_among_three_streams_gets_its_reply_alone(
         ]
         firsts = [next(stream) for stream in streams]  # all three are generating
         drained = [pool.submit(list, stream) for stream in streams]
-        among = chat(client, question)
+        among = chat(client, question, system=BAKERY)
         assert all(len(done.result()) > 1 for done in drained)
     assert all(first.choices for first in firsts)
-    assert among == chat(fresh, question)
+    assert among == chat(fresh, question, system=BAKERY)
 
 
 def test_turn_two_equals_the_same_conversation_sent_fresh(
@@ -233,3 +241,18 @@ def test_the_responses_api_on_gemma(client: openai.OpenAI) -> None:
     assert response.output_text
     assert response.usage is not None
     assert response.usage.output_tokens <= 20
+
+
+def test_a_system_message_reaches_the_prompt(client: openai.OpenAI) -> None:
+    """llama-cpp-python's `gemma` format drops system messages; the server hands their
+    text over in the first user message, as Gemma's own template does."""
+
+    def prompt_tokens(*messages: dict[str, str]) -> int:
+        reply = client.chat.completions.create(model="m", messages=messages, max_tokens=1)  # type: ignore[arg-type]
+        assert reply.usage is not None
+        return reply.usage.prompt_tokens
+
+    system = {"role": "system", "content": "Answer like a pirate."}
+    question = {"role": "user", "content": "Why is the sky blue?"}
+    folded = {"role": "user", "content": f"{system['content']}\n\n{question['content']}"}
+    assert prompt_tokens(system, question) == prompt_tokens(folded) > prompt_tokens(question)
