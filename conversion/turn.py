@@ -38,7 +38,6 @@ __all__ = (
     "TurnMessage",
     "merged_system_messages",
     "structured_params",
-    "system_in_first_user",
     "template_inputs",
     "template_messages",
     "turn_variables",
@@ -183,25 +182,6 @@ def merged_system_messages(messages: Sequence[TurnMessage]) -> tuple[TurnMessage
     text = "\n\n".join(m.content for m in [*messages[:lead], *later] if m.content)
     rest = tuple(m for m in messages[lead:] if m.role != "system")
     return (TurnMessage("system", text), *rest)
-
-
-def system_in_first_user(messages: Sequence[TemplateMessage]) -> list[TemplateMessage]:
-    """The messages for a template that drops system messages (`gemma` and five more of
-    llama-cpp-python's built-in formats skip them without a word): their text put
-    before the first user message's, as Gemma's own template does, or as a user
-    message of its own when none follows. Unchanged when there is no system message."""
-    system = [m for m in messages if m["role"] == "system"]
-    if not system:
-        return list(messages)
-    text = "\n\n".join(str(m["content"]) for m in system if m["content"])
-    rest = [m for m in messages if m["role"] != "system"]
-    if not text:
-        return rest
-    for i, message in enumerate(rest):
-        if message["role"] == "user":
-            joined = f"{text}\n\n{message['content']}" if message["content"] else text
-            return [*rest[:i], {**message, "content": joined}, *rest[i + 1 :]]
-    return [{"role": "user", "content": text}, *rest]
 
 
 def template_inputs(

@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="with --paths: rounds")
     parser.add_argument("--json", action="store_true", help="print {size: ms} only")
     args = parser.parse_args(argv)
+    args.sizes = ",".join(size.strip() for size in args.sizes.split(",") if size.strip())
     sizes = [int(size) for size in args.sizes.split(",")]
     if args.paths:
         return compare(args, [path for path in args.paths.split(",") if path])

@@ -232,10 +232,18 @@ def download_sdist(python: Path, version: str, dest: Path) -> Path:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    archive = next(dest.glob("llama_cpp_python-*.tar.gz"))
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="data")
-    return next(path for path in dest.glob("llama_cpp_python-*") if path.is_dir())
+    archives = sorted(dest.glob("llama_cpp_python-*.tar.gz"))
+    if len(archives) != 1:
+        raise RuntimeError(f"pip download left {len(archives)} llama-cpp-python sdists in {dest}")
+    with tarfile.open(archives[0]) as tar:
+        if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: no links or paths outside
+            tar.extractall(dest, filter="data")
+        else:
+            tar.extractall(dest)  # the sdist pip just downloaded from the index
+    folders = [path for path in dest.glob("llama_cpp_python-*") if path.is_dir()]
+    if len(folders) != 1:
+        raise RuntimeError(f"the llama-cpp-python sdist in {dest} did not unpack to one folder")
+    return folders[0]
 
 
 def apply_source_edits(source: Path, edits: tuple[SourceEdit, ...] = SOURCE_EDITS) -> None:
@@ -285,27 +293,31 @@ def build_wheel(python: Path, recipe: BuildRecipe) -> CachedWheel:
     staging = Path(tempfile.mkdtemp(prefix=f".{recipe.key}-", dir=wheels))
     log = staging / "build.log"
     unpacked = Path(tempfile.mkdtemp(prefix="llama-sdist-"))
+    print(f"Downloading the llama-cpp-python {recipe.version} sdist", flush=True)
     try:
         source = download_sdist(python, recipe.version, unpacked)
         apply_source_edits(source)
+        command = [
+            *(str(python), "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-v"),
+            *("--config-settings", "build.verbose=true"),
+            *("--wheel-dir", str(staging), str(source)),
+        ]
+        print(
+            f"Building llama-cpp-python {recipe.version} ({recipe.backend}) into {final}",
+            flush=True,
+        )
+        print(f"  CMAKE_ARGS={shlex.join(recipe.cmake_args)}", flush=True)
+        print(f"  CFLAGS=CXXFLAGS={' '.join(recipe.compiler_flags)}", flush=True)
+        print(f"  log: {final / 'build.log'} (about 8-10 minutes on 2 cores)", flush=True)
+        started = time.monotonic()
+        with log.open("wb") as out:
+            env = recipe.environment()
+            code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     except BaseException:
-        shutil.rmtree(unpacked, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    command = [
-        *(str(python), "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-v"),
-        *("--config-settings", "build.verbose=true"),
-        *("--wheel-dir", str(staging), str(source)),
-    ]
-    print(f"Building llama-cpp-python {recipe.version} ({recipe.backend}) into {final}", flush=True)
-    print(f"  CMAKE_ARGS={shlex.join(recipe.cmake_args)}", flush=True)
-    print(f"  CFLAGS=CXXFLAGS={' '.join(recipe.compiler_flags)}", flush=True)
-    print(f"  log: {final / 'build.log'} (about 8-10 minutes on 2 cores)", flush=True)
-    started = time.monotonic()
-    with log.open("wb") as out:
-        env = recipe.environment()
-        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    shutil.rmtree(unpacked, ignore_errors=True)
+    finally:
+        shutil.rmtree(unpacked, ignore_errors=True)
     if code != 0:
         tail = log.read_text(errors="replace").splitlines()[-40:]
         kept = wheels / f"failed-{recipe.key}.log"

@@ -36,7 +36,9 @@ build, a wheel from elsewhere) keeps only the K-quant kernel fixed, and says so.
 
 from __future__ import annotations
 
+import functools
 import logging
+import mmap
 import os
 import re
 from enum import StrEnum
@@ -119,34 +121,50 @@ class KernelPaths(StrEnum):
 
 _DESCRIBED = {
     KernelPaths.REFERENCE: (
-        "ggml's reference paths for every step shape (model.batch_invariant: "
-        "GGML_CPU_USE_REF=1, GGML_CPU_TILED_MM=0)"
+        "ggml's reference paths for every step shape (GGML_CPU_USE_REF=1, GGML_CPU_TILED_MM=0)"
     ),
     KernelPaths.ROW_BY_ROW_MATMUL: (
-        "the row-by-row kernel for K-quant products of any batch (model.batch_invariant: "
-        "GGML_CPU_TILED_MM=0); this llama.cpp does not read GGML_CPU_USE_REF, so flash "
-        "attention still takes tiled and split paths by step shape (build it with "
-        "scripts/dev.py install for replies independent of the load at any length)"
+        "the row-by-row kernel for K-quant products of any batch (GGML_CPU_TILED_MM=0); "
+        "this llama.cpp does not read GGML_CPU_USE_REF, so flash attention still takes "
+        "tiled and split paths by step shape (build it with scripts/dev.py install for "
+        "replies independent of the load at any length)"
     ),
     KernelPaths.BY_STEP_SHAPE: "llama.cpp's tiled and split paths, chosen by each step's shape",
 }
 
 
+@functools.cache
 def reads_use_ref() -> bool:
     """Whether the loaded llama.cpp reads `GGML_CPU_USE_REF`: the variable's name is a
-    string in its CPU backend's library only when our build's edit is compiled in."""
-    library = Path(llama_cpp.llama_cpp._lib._name)  # the only record of its path
-    needle = USE_REF_VARIABLE.encode()
-    candidates = {p.resolve() for p in library.parent.iterdir() if "ggml" in p.name}
-    return any(needle in path.read_bytes() for path in candidates | {library} if path.is_file())
+    string in its CPU backend's library (or in llama's own, when linked in) only when
+    our build's edit is compiled in. Asked once per process; False when the library
+    cannot be found, which the log then reports as a llama.cpp without the edit."""
+    name = getattr(getattr(llama_cpp.llama_cpp, "_lib", None), "_name", None)
+    if not isinstance(name, str):
+        return False
+    library = Path(name)
+    candidates = {library}
+    if library.parent.is_dir():
+        candidates.update(p for p in library.parent.iterdir() if "ggml-cpu" in p.name)
+    return any(_contains(path, USE_REF_VARIABLE.encode()) for path in candidates)
+
+
+def _contains(path: Path, needle: bytes) -> bool:
+    try:
+        with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return data.find(needle) != -1
+    except (OSError, ValueError):  # missing, unreadable, or empty (mmap refuses those)
+        return False
 
 
 def cpu_kernel_paths(batch_invariant: bool) -> KernelPaths:
     """With `batch_invariant`, keep every step shape on ggml's reference paths as far as
     the installed llama.cpp allows (see the module docstring), and return how the
-    process runs. The variables are read once per process or per backend, so an engine
-    that is not batch invariant, created after one that is, inherits them: one process,
-    one setting (the server runs one engine)."""
+    process runs, as its environment says. One process, one setting (the server runs
+    one engine): `GGML_CPU_TILED_MM` is read at the process's first matrix product, so
+    an engine that computed before a batch-invariant one was made leaves the tiled
+    kernel on, and an engine that is not batch invariant, made after one that is,
+    inherits both variables (and says so: the log reports the environment)."""
     if batch_invariant:
         os.environ[TILED_MATMUL_VARIABLE] = "0"
         os.environ[USE_REF_VARIABLE] = "1"

@@ -1,19 +1,20 @@
 """Does llama.cpp compute this model's logits the same whatever shape of step computes them?
 
 Speculative decoding only changes how many tokens a step yields if a position's logits
-are the same whether its step carries it alone, with guesses after it, or as part of
-a larger piece of prompt. With SmolLM2-135M Q4_1 they are, bit for bit. With
-Gemma-3-270M Q4_K_M they were not while llama.cpp's tiled K-quant kernel served steps
-of 8+ tokens (reading a 23-token prompt in two pieces moved the next position's logits
-by up to 0.8 for 12 of the 22 split points), nor while flash attention over an f16
-cache took its tiled path for steps of 64+ tokens; `model.batch_invariant` keeps both on
-the reference path (`native`), and Gemma passes. A model that fails has a greedy reply
-that can change with the drafts a load leads to. Which models do this cannot be told
-from their metadata, and it may differ from CPU to CPU and from build to build (the
-reference paths need the llama.cpp `scripts/llama_build.py` compiles), so the engine
-asks the model at start-up: 17 decode calls of at most 24 tokens and 3 of at most 72 on
-a free slot. The answer is kept (`measurements`) and asked again only for another model,
-machine, build or context shape.
+are the same whether its step carries it alone, with guesses after it, or as part of a
+larger piece of prompt. With SmolLM2-135M Q4_1 they were for steps under 64 tokens, not
+beyond (0.63 apart); with Gemma-3-270M Q4_K_M they were not while llama.cpp's tiled
+K-quant kernel served steps of 8+ tokens (reading a 23-token prompt in two pieces moved
+the next position's logits by up to 0.8 for 12 of the 22 split points), nor while flash
+attention over an f16 cache took its tiled path for steps of 64+ tokens;
+`model.batch_invariant` keeps both on the reference path (`native`), and both pass. A
+model that fails has a greedy reply that can change with the drafts a load leads to.
+Which models do this cannot be told from their metadata, and it may differ from CPU to
+CPU and from build to build (the reference paths need the llama.cpp
+`scripts/llama_build.py` compiles), so the engine asks the model at start-up: 17 decode
+calls of at most 24 tokens and 5 of at most 72 on a free slot. The answer is kept
+(`measurements`) and asked again only for another model, machine, build or context
+shape.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def logit_drift(model: LoadedModel, seq: int = 0) -> float:
     text = " ".join([PROBE_TEXT] * 3)
     tokens = model.tokenize(text, add_bos=True)
     probes: list[tuple[list[int], tuple[int, ...]]] = [(tokens[: min(PROBE_TOKENS, room)], CUTS)]
-    if room > 64:  # a smaller batch never gives flash attention 64 rows
+    if room >= 64:  # a smaller batch never gives flash attention 64 rows
         probes.append((tokens[: min(LONG_PROBE_TOKENS, room)], LONG_CUTS))
     batch = llama_cpp.llama_batch_init(max(len(probe) for probe, _ in probes), 0, 1)
     try:

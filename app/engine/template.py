@@ -24,7 +24,7 @@ from conversion.errors import InvalidRequestError
 from conversion.families import detect_family
 from conversion.generation import TemplateMessage
 from conversion.params import stop_strings
-from conversion.turn import system_in_first_user
+from conversion.system_roles import SystemSupport, fit_system_messages
 
 __all__ = ("ChatTemplate", "builtin_formats", "check_template_settings")
 
@@ -59,22 +59,37 @@ def _template_file(path: Path) -> str:
     return source
 
 
-_SYSTEM_MARK = "llm-service-system-probe"
+_FIRST, _LATER = "llm-service-first-system", "llm-service-later-system"
+_PROBE: list[dict[str, str]] = [
+    {"role": "system", "content": _FIRST},
+    {"role": "user", "content": "hi"},
+    {"role": "assistant", "content": "hello"},
+    {"role": "system", "content": _LATER},
+    {"role": "user", "content": "and?"},
+]
+_SUPPORT_LOG = {
+    "anywhere": "",
+    "leading": "; it renders only a leading system message, so later ones join it",
+    "none": "; it drops system messages, so their text goes into the user messages",
+}
 
 
-def _keeps_system(formatter: Formatter) -> bool:
-    """Whether a system message's text reaches the prompt: False for a format that
-    drops it, or a template that refuses one but renders a user message alone (older
-    Mistral templates raise "only user and assistant roles")."""
-    user = {"role": "user", "content": "hi"}
-    system = {"role": "system", "content": _SYSTEM_MARK}
-    with contextlib.suppress(Exception):  # templates raise anything; the next call tells
-        return _SYSTEM_MARK in formatter(messages=[system, user]).prompt
+def _system_support(formatter: Formatter) -> SystemSupport:
+    """Where the template renders system messages, asked with marked ones. A template
+    that raises on the conversation is asked again with a leading system message alone,
+    then with a user message alone (older Mistral templates raise on any system
+    message); one that fails even then keeps its error for each request (a 400)."""
+    for messages in (_PROBE, _PROBE[:2]):
+        with contextlib.suppress(Exception):  # templates raise anything; the next try tells
+            prompt = formatter(messages=messages).prompt
+            if _FIRST not in prompt:
+                return "none"
+            return "anywhere" if _LATER in prompt else "leading"
     try:
-        formatter(messages=[user])
+        formatter(messages=_PROBE[1:2])
     except Exception:  # noqa: BLE001 (it fails alone too: each request gets its 400)
-        return True
-    return False
+        return "anywhere"
+    return "none"
 
 
 def check_template_settings(settings: ModelSettings) -> None:
@@ -98,9 +113,10 @@ class ChatTemplate:
         self._formatter: Formatter = self._choose(model, settings)
         self.family = detect_family(self.source)
         """How the model thinks and writes calls, as its template shows it."""
-        self.keeps_system = _keeps_system(self._formatter)
-        """False: the format drops system messages, so `render` hands their text over
-        in the first user message (tool descriptions travel there too)."""
+        self.system_support = _system_support(self._formatter)
+        """Where the template renders system messages; `render` moves the others' text
+        where it does (`conversion.system_roles`)."""
+        self.description += _SUPPORT_LOG[self.system_support]
 
     def _choose(self, model: LlamaModel, settings: ModelSettings) -> Formatter:
         if settings.chat_template_file is not None:
@@ -137,8 +153,7 @@ class ChatTemplate:
     ) -> tuple[str, bool, tuple[str, ...]]:
         """(prompt, whether it already has BOS, stop strings); `variables` go to the
         template as they are (`chat_template_kwargs`, `enable_thinking`, ...)."""
-        if not self.keeps_system:
-            messages = system_in_first_user(messages)
+        messages = fit_system_messages(messages, self.system_support)
         try:
             result = self._formatter(messages=messages, tools=tools, **(variables or {}))
         except (jinja2.TemplateError, ValueError, TypeError, KeyError) as exc:

@@ -180,10 +180,22 @@ def test_batch_invariance_loads_the_weights_without_repacking(
         model.close()
 
 
-def test_the_installed_llama_cpp_reads_the_reference_path_switch() -> None:
+def _clear_kernel_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset the kernel variables for one test; afterwards each is as it was, set or not
+    (setenv records the first value, whatever the test writes after it)."""
+    for variable in (native.TILED_MATMUL_VARIABLE, native.USE_REF_VARIABLE):
+        monkeypatch.setenv(variable, "")
+        monkeypatch.delenv(variable)
+
+
+def test_the_installed_llama_cpp_reads_the_reference_path_switch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """`scripts/dev.py install` builds llama.cpp with the edit that reads
     GGML_CPU_USE_REF (scripts/llama_build.py); without it Gemma's replies depend on how
     a prompt is cut into steps (tests/e2e/test_second_model.py)."""
+    _clear_kernel_variables(monkeypatch)
+    assert cpu_kernel_paths(batch_invariant=False) is KernelPaths.BY_STEP_SHAPE
     assert reads_use_ref(), (
         "this llama.cpp does not read GGML_CPU_USE_REF: install it with "
         "`python3 scripts/dev.py install` (its build applies scripts/llama_build.py's "
@@ -201,10 +213,17 @@ def test_a_library_without_the_switch_is_told_from_one_with_it(
     library.write_bytes(b"\x7fELF llama")
     backend = tmp_path / "libggml-cpu.so"
     backend.write_bytes(b"\x7fELF ggml GGML_CPU_TILED_MM")
+    (tmp_path / "libggml-base.so").write_bytes(b"GGML_CPU_USE_REF")  # not the CPU backend
     monkeypatch.setattr(native.llama_cpp.llama_cpp._lib, "_name", str(library))
-    assert not reads_use_ref()
-    assert cpu_kernel_paths(batch_invariant=True) is KernelPaths.ROW_BY_ROW_MATMUL
-    assert "does not read GGML_CPU_USE_REF" in KernelPaths.ROW_BY_ROW_MATMUL.described
-    backend.write_bytes(b"\x7fELF ggml GGML_CPU_TILED_MM\0GGML_CPU_USE_REF\0")
-    assert reads_use_ref()
-    assert cpu_kernel_paths(batch_invariant=True) is KernelPaths.REFERENCE
+    _clear_kernel_variables(monkeypatch)
+    reads_use_ref.cache_clear()
+    try:
+        assert not reads_use_ref()
+        assert cpu_kernel_paths(batch_invariant=True) is KernelPaths.ROW_BY_ROW_MATMUL
+        assert "does not read GGML_CPU_USE_REF" in KernelPaths.ROW_BY_ROW_MATMUL.described
+        backend.write_bytes(b"\x7fELF ggml GGML_CPU_TILED_MM\0GGML_CPU_USE_REF\0")
+        reads_use_ref.cache_clear()
+        assert reads_use_ref()
+        assert cpu_kernel_paths(batch_invariant=True) is KernelPaths.REFERENCE
+    finally:
+        reads_use_ref.cache_clear()  # the real library's answer again

@@ -119,6 +119,18 @@ async def test_a_built_in_chat_format_can_be_named(model_path: Path) -> None:
         assert "<|im_start|>user\nHello!<|im_end|>" in prompt
         assert prompt.endswith("<|im_start|>assistant\n")
         assert "SmolLM" not in prompt
+        # llama-cpp-python's chatml keeps only a leading system message: a later one's
+        # text joins it rather than vanishing
+        later = [
+            {"role": "system", "content": "Be brief."},
+            *HELLO,
+            {"role": "assistant", "content": "Hi."},
+            {"role": "system", "content": "Answer in French."},
+            *HELLO,
+        ]
+        tokens = (await client.post("/tokenize", json={"messages": later})).json()["tokens"]
+        prompt = (await client.post("/detokenize", json={"tokens": tokens})).json()["content"]
+        assert "<|im_start|>system\nBe brief.\n\nAnswer in French.<|im_end|>" in prompt
 
 
 @pytest.mark.parametrize(

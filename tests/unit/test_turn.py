@@ -19,14 +19,7 @@ from conversion.errors import InvalidRequestError
 from conversion.families import FALLBACK, ToolSyntax, detect_family
 from conversion.responses.requests import to_turn as responses_turn
 from conversion.responses.wire import ResponsesRequest
-from conversion.turn import (
-    HistoryCall,
-    Turn,
-    TurnMessage,
-    system_in_first_user,
-    template_inputs,
-    template_messages,
-)
+from conversion.turn import HistoryCall, Turn, TurnMessage, template_inputs, template_messages
 
 DEFAULTS, LIMITS = SamplingDefaults(), LimitSettings()
 WEATHER = {
@@ -201,23 +194,3 @@ def test_arguments_nested_past_pythons_limit_reach_the_template_as_sent() -> Non
     message = TurnMessage("assistant", "", tool_calls=(HistoryCall("f", deep, "c1"),))
     [out] = template_messages([message], native_tools=True, syntax=ToolSyntax())
     assert out["tool_calls"][0]["function"]["arguments"] == deep
-
-
-def test_a_template_that_drops_system_messages_gets_their_text_in_the_first_user_turn() -> None:
-    messages = [
-        {"role": "system", "content": "Be brief."},
-        {"role": "assistant", "content": "Hello."},
-        {"role": "user", "content": "Hi"},
-        {"role": "system", "content": "Answer in French."},
-        {"role": "user", "content": "Why?"},
-    ]
-    assert system_in_first_user(messages) == [
-        {"role": "assistant", "content": "Hello."},
-        {"role": "user", "content": "Be brief.\n\nAnswer in French.\n\nHi"},
-        {"role": "user", "content": "Why?"},
-    ]
-    alone = [{"role": "system", "content": "Be brief."}]
-    assert system_in_first_user(alone) == [{"role": "user", "content": "Be brief."}]
-    plain = [{"role": "user", "content": "Hi"}]
-    assert system_in_first_user(plain) == plain
-    assert system_in_first_user([{"role": "system", "content": ""}, *plain]) == plain
