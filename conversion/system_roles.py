@@ -37,21 +37,15 @@ def fit_system_messages(
       Gemma's own template does, and each later one opens the next user message (or
       closes the last one, when none follows); alone, it becomes a user message.
     Messages without system text are returned as they are."""
-    lead = 0
-    while lead < len(messages) and messages[lead]["role"] == "system":
-        lead += 1
-    rest = list(messages[lead:])
     if support == "anywhere" or not any(m["role"] == "system" for m in messages):
         return list(messages)
     if support == "leading":
-        texts = [m["content"] for m in messages if m["role"] == "system"]
-        merged = [m for m in rest if m["role"] != "system"]
-        return (
-            [{"role": "system", "content": _joined(texts)}, *merged] if _joined(texts) else merged
-        )
+        text = _joined([m["content"] for m in messages if m["role"] == "system"])
+        others = [m for m in messages if m["role"] != "system"]
+        return [{"role": "system", "content": text}, *others] if text else others
     out: list[TemplateMessage] = []
-    pending = _joined([m["content"] for m in messages[:lead]])
-    for message in rest:
+    pending = ""
+    for message in messages:
         if message["role"] == "system":
             pending = _joined([pending, message["content"]])
             continue

@@ -38,12 +38,13 @@ from llama_cpp._internals import LlamaModel
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.engine.native import REFERENCE_ENVIRONMENT, TILED_MATMUL_VARIABLE  # noqa: E402
 from config.model_source import embedded_model_path  # noqa: E402
 
 SIZES = "1,2,3,5,9,17,33,65"
 PATHS: dict[str, dict[str, str]] = {
-    "reference": {"GGML_CPU_TILED_MM": "0", "GGML_CPU_USE_REF": "1"},
-    "tiled-mm-off": {"GGML_CPU_TILED_MM": "0"},
+    "reference": REFERENCE_ENVIRONMENT,
+    "tiled-mm-off": {TILED_MATMUL_VARIABLE: "0"},
     "by-shape": {},
 }
 """ggml's CPU kernel paths, as the environment of the process that measures them."""
@@ -91,7 +92,7 @@ def compare(args: argparse.Namespace, paths: list[str]) -> int:
     runs: dict[str, list[dict[str, float]]] = {path: [] for path in paths}
     for round_ in range(args.rounds):
         for path in paths if round_ % 2 == 0 else reversed(paths):
-            env = {k: v for k, v in os.environ.items() if k not in PATHS["reference"]}
+            env = {k: v for k, v in os.environ.items() if k not in REFERENCE_ENVIRONMENT}
             done = subprocess.run(
                 command, env={**env, **PATHS[path]}, capture_output=True, text=True, check=True
             )

@@ -48,6 +48,7 @@ import llama_cpp
 
 __all__ = (
     "AMX_REBUILD_HINT",
+    "REFERENCE_ENVIRONMENT",
     "KernelPaths",
     "amx_guard_needed",
     "cpu_kernel_paths",
@@ -60,6 +61,8 @@ TILED_MATMUL_VARIABLE = "GGML_CPU_TILED_MM"
 """llama.cpp's own: "0" keeps K-quant products of any batch on the row-by-row kernel."""
 USE_REF_VARIABLE = "GGML_CPU_USE_REF"
 """Ours (`scripts/llama_build.py`): "1" starts each CPU backend with `use_ref` set."""
+REFERENCE_ENVIRONMENT = {TILED_MATMUL_VARIABLE: "0", USE_REF_VARIABLE: "1"}
+"""What `model.batch_invariant` sets (and `scripts/bench_step_cost.py` measures)."""
 
 logger = logging.getLogger("llm_service.engine")
 
@@ -166,8 +169,7 @@ def cpu_kernel_paths(batch_invariant: bool) -> KernelPaths:
     kernel on, and an engine that is not batch invariant, made after one that is,
     inherits both variables (and says so: the log reports the environment)."""
     if batch_invariant:
-        os.environ[TILED_MATMUL_VARIABLE] = "0"
-        os.environ[USE_REF_VARIABLE] = "1"
+        os.environ.update(REFERENCE_ENVIRONMENT)
     if os.environ.get(TILED_MATMUL_VARIABLE) != "0":
         return KernelPaths.BY_STEP_SHAPE
     if os.environ.get(USE_REF_VARIABLE) == "1" and reads_use_ref():
