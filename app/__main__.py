@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_log=False,  # app.access_log writes one richer line per request
         timeout_graceful_shutdown=math.ceil(settings.server.shutdown_grace) + 5,  # backstop
     )
-    return 1 if application.state.engine.state == "failed" else 0
+    return 1 if application.state.models.default_failed else 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """One structured log line per request, `x-request-id`, and `openai-processing-ms`.
 
 The line is logfmt (`key=value`), easy for people and for log shippers; it names the
-request id, route, status, token counts, time to first token, duration, finish reason
-and whether the client left early. Prompt and reply text are not in it (see
+request id, route, the model that served it, status, token counts, time to first token,
+duration, finish reason and whether the client left early. Prompt and reply text are not in it (see
 `server.log_prompts` for the opt-in prompt log).
 """
 
@@ -87,16 +87,17 @@ class AccessLog:
             return
         stats.logged = True
         route = str(scope.get("path_template") or "other")
-        self.metrics.requests.labels(route, str(stats.status or 499)).inc()
+        self.metrics.requests.labels(route, str(stats.status or 499), stats.model).inc()
         if stats.refused is not None:
             self.metrics.refusals.labels(stats.refused).inc()
         logger.info(
-            "request_id=%s method=%s route=%s status=%s prompt_tokens=%s cached_tokens=%s "
+            "request_id=%s method=%s route=%s model=%s status=%s prompt_tokens=%s cached_tokens=%s "
             "completion_tokens=%s ttft_ms=%s duration_ms=%s finish_reason=%s "
             "draft_acceptance=%s client_disconnected=%s",
             stats.request_id,
             scope.get("method", "-"),
             route,
+            stats.model or "-",
             stats.status or "-",
             "-" if stats.prompt_tokens is None else stats.prompt_tokens,
             "-" if stats.cached_tokens is None else stats.cached_tokens,
@@ -128,3 +129,5 @@ class _StampArrival(ASGIMiddleware):
             await next_app(scope, receive, send)
         finally:  # the response did not end: the client left, or the stream broke
             self.log.log(stats, scope, disconnected=True)
+            for lease in stats.leases:  # its last byte is out: the model may go idle
+                lease.release()

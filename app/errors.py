@@ -42,9 +42,11 @@ logger = logging.getLogger("llm_service.errors")
 _ERROR_MEANINGS = {
     400: "Invalid request (the error names the field)",
     401: "Missing or wrong API key (when the server has keys)",
+    403: "Turned off by the server's settings",
     404: "No such model, stored response or path",
+    409: "The model is serving requests (it cannot be unloaded now)",
     413: "Request body too large",
-    500: "Server error (no internals are shown)",
+    500: "Server error, or the model could not be loaded (the error says why)",
     503: "Busy, loading or shutting down; retry after `Retry-After` seconds",
 }
 

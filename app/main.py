@@ -26,14 +26,17 @@ from litestar.openapi import OpenAPIConfig
 from app.access_log import AccessLog
 from app.auth import api_key_guard, load_api_keys
 from app.engine.base import Engine
-from app.engine.batching import BatchingEngine
+from app.engine.batching import BatchingEngine, default_threads
+from app.engine.cpu_turns import CpuTurns
+from app.engine.template import check_template_settings
 from app.errors import EXCEPTION_HANDLERS
 from app.metrics import Metrics
-from app.routes import TOKEN_ROUTES, V1_ROUTES, health, metrics
+from app.models.registry import EngineFactory, ModelRouter
+from app.routes import ADMIN_ROUTES, TOKEN_ROUTES, V1_ROUTES, health, metrics
 from app.routes.page import chat_page_routes
 from app.store import ResponseStore
-from config.loader import load_settings
-from config.model_source import resolve_model
+from config.catalog import Catalog, CatalogModel, build_catalog
+from config.loader import SettingsError, load_settings
 from config.settings import Settings
 
 __all__ = ("create_app",)
@@ -41,31 +44,54 @@ __all__ = ("create_app",)
 logger = logging.getLogger("llm_service")
 
 
-def _default_engine(settings: Settings) -> BatchingEngine:
-    choice = resolve_model(settings.model)  # fails at start-up, naming the bad setting
-    return BatchingEngine(
-        choice,
-        settings.model,
-        queue_size=settings.server.queue_size,
-        queue_tokens=settings.server.queue_tokens,
-        speculative=settings.speculative,
-    )
+def _engine_factory(settings: Settings) -> EngineFactory:
+    """How the router builds the engine of a catalog model: its own settings, the
+    server's queue bounds, the CPU turns shared by all."""
+
+    def make(model: CatalogModel, turns: CpuTurns) -> Engine:
+        return BatchingEngine(
+            model.choice,
+            model.settings.model,
+            queue_size=settings.server.queue_size,
+            queue_tokens=settings.server.queue_tokens,
+            speculative=model.settings.speculative,
+            turns=turns,
+        )
+
+    return make
 
 
-async def _stop_if_loading_fails(engine: Engine) -> None:
-    """A server without its model is useless: stop it, as a bad setting would.
+def _check_models(catalog: Catalog) -> None:
+    """Fail at start-up, naming the setting (and the entry), when a model's template or
+    draft setting is unusable: engines are only made when a model first loads."""
+    for model in catalog.models.values():
+        try:
+            check_template_settings(model.settings.model)
+            if model.settings.speculative.mode == "draft" and not model.settings.model.draft_path:
+                raise SettingsError(
+                    "Invalid setting speculative.mode: `draft` needs model.draft_path (the GGUF"
+                    " of a small model with the served model's vocabulary)."
+                )
+        except SettingsError as exc:
+            if model.origin != "entry":
+                raise
+            raise SettingsError(f"Model {model.id!r} of models.entries: {exc}") from exc
+
+
+async def _stop_if_loading_fails(models: ModelRouter) -> None:
+    """A server without its default model is useless: stop it, as a bad setting would.
 
     The model loads in the background (so /health can say 503 meanwhile); when loading
     fails, interrupt the process the way Ctrl-C does, which uvicorn turns into a clean
     shutdown. `python -m app` then exits with status 1.
     """
-    if await anyio.to_thread.run_sync(engine.wait_loaded, abandon_on_cancel=True) == "failed":
-        logger.critical("The model could not be loaded; stopping the server")
+    if await models.default_settled() == "failed":
+        logger.critical("The default model could not be loaded; stopping the server")
         signal.raise_signal(signal.SIGINT)
 
 
-def _drain_on_signals(engine: Engine, grace: float) -> Callable[[], None]:
-    """Chain a drain of the engine in front of the server's SIGTERM/SIGINT handlers.
+def _drain_on_signals(models: ModelRouter, grace: float) -> Callable[[], None]:
+    """Chain a drain of the engines in front of the server's SIGTERM/SIGINT handlers.
 
     uvicorn (as `python -m app` and `litestar run` start it) waits for open responses
     before it shuts the app down, but has no say over a generation that could run for
@@ -82,7 +108,7 @@ def _drain_on_signals(engine: Engine, grace: float) -> Callable[[], None]:
 
     def drain() -> None:
         logger.warning("Shutting down: new requests get 503; replies get %gs to finish", grace)
-        engine.drain(grace)
+        models.drain(grace)
 
     def handler(sig: int, frame: FrameType | None) -> None:
         loop.call_soon_threadsafe(drain)
@@ -105,32 +131,38 @@ def _drain_on_signals(engine: Engine, grace: float) -> Callable[[], None]:
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> Litestar:
-    """Build the app. The model loads in the background once the server starts:
-    /health answers 503 until it is ready, and the engine is closed on shutdown."""
+    """Build the app. The default model loads in the background once the server starts
+    (/health answers 503 until it is ready), the others when a request names them;
+    every engine is closed on shutdown. `engine`, if given, is the default model's."""
     settings = settings if settings is not None else load_settings()
     logging_config = LoggingConfig(
         root={"level": settings.server.log_level.upper(), "handlers": ["queue_listener"]},
         log_exceptions="never",  # app.errors logs what deserves it, once
     )
     keys = load_api_keys(settings.server)
-    the_engine = engine if engine is not None else _default_engine(settings)
+    catalog = build_catalog(settings)  # fails at start-up, naming the bad setting
+    _check_models(catalog)
+    turns = CpuTurns.for_threads(settings.model.n_threads or default_threads())
+    models = ModelRouter(
+        settings, catalog, _engine_factory(settings), default_engine=engine, turns=turns
+    )
     origins = settings.server.cors_origins
-    collectors = Metrics(the_engine)
+    collectors = Metrics(models)
     access_log = AccessLog(collectors)
     store = ResponseStore(settings.responses)
     guards = [api_key_guard(keys)] if keys else []
 
     @asynccontextmanager
-    async def engine_lifespan(_: Litestar) -> AsyncIterator[None]:
-        the_engine.start()
+    async def models_lifespan(_: Litestar) -> AsyncIterator[None]:
+        await models.start()
         await anyio.to_thread.run_sync(store.open)
-        watcher = asyncio.ensure_future(_stop_if_loading_fails(the_engine))
-        restore_signals = _drain_on_signals(the_engine, settings.server.shutdown_grace)
+        watcher = asyncio.ensure_future(_stop_if_loading_fails(models))
+        restore_signals = _drain_on_signals(models, settings.server.shutdown_grace)
         try:
             yield
         finally:
             watcher.cancel()
-            await anyio.to_thread.run_sync(the_engine.close)
+            await models.close()
             await anyio.to_thread.run_sync(store.close)  # SQLite may checkpoint: not on the loop
             restore_signals()
 
@@ -138,7 +170,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     return Litestar(
         route_handlers=[
             Router("/v1", route_handlers=list(V1_ROUTES), guards=guards),
-            Router("/", route_handlers=list(TOKEN_ROUTES), guards=guards),
+            Router("/", route_handlers=[*TOKEN_ROUTES, *ADMIN_ROUTES], guards=guards),
             health,
             metrics,
             *page,
@@ -159,15 +191,15 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         if origins
         else None,
         dependencies={
-            "engine": Provide(lambda: the_engine, sync_to_thread=False),
+            "models": Provide(lambda: models, sync_to_thread=False),
             "settings": Provide(lambda: settings, sync_to_thread=False),
             "metrics": Provide(lambda: collectors, sync_to_thread=False),
             "store": Provide(lambda: store, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.limits.max_body_bytes,
-        lifespan=[engine_lifespan],
+        lifespan=[models_lifespan],
         logging_config=logging_config,
         openapi_config=OpenAPIConfig(title="LLM Service", version="0.1.0", path="/docs"),
-        state=State({"engine": the_engine}),  # for diagnostics and tests; routes use DI
+        state=State({"models": models}),  # for diagnostics and tests; routes use DI
     )

@@ -6,14 +6,16 @@ keys for people, and a unit test keeps the two in step.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
 __all__ = (
     "ConfigModel",
+    "CatalogSettings",
     "LimitSettings",
+    "ModelEntry",
     "ModelSettings",
     "ResponseStoreSettings",
     "SamplingDefaults",
@@ -220,6 +222,58 @@ class SpeculativeSettings(ConfigModel, frozen=True):
     benchmark, 3 tokens let 58% of the guesses stand, 12 tokens 81%."""
 
 
+class ModelEntry(ConfigModel, frozen=True):
+    """One `[[models.entries]]` table: a model of the catalog besides the default one.
+
+    `model`, `sampling` and `speculative` hold overrides of those sections' keys for this
+    model only; they are checked against the sections when the catalog is built.
+    """
+
+    id: str | None = None
+    """The id requests name; default: the GGUF file name without `.gguf`."""
+    path: str | None = None
+    """The GGUF file (the first part of a split one). Else `repo`/`file`, as downloaded."""
+    repo: str | None = None
+    file: str = "*q4_k_m.gguf"
+    aliases: list[str] = msgspec.field(default_factory=list)
+    """Other names that reach this model (e.g. `gpt-4o-mini`)."""
+    keep_alive: Annotated[float, Meta(ge=0)] | msgspec.UnsetType | None = msgspec.UNSET
+    """This model's `models.keep_alive`."""
+    model: dict[str, Any] = msgspec.field(default_factory=dict)
+    sampling: dict[str, Any] = msgspec.field(default_factory=dict)
+    speculative: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class CatalogSettings(ConfigModel, frozen=True):
+    """Several models behind one endpoint: which the catalog holds, which is the default,
+    and how many stay loaded (`app/models/`). The catalog is the default model, every GGUF
+    under `model.dir`, and `[[models.entries]]` (TOML cannot make `models` both a table of
+    these keys and an array of tables, hence `entries`)."""
+
+    default: str | None = None
+    """Id or alias of the default model; unset: `model.path`, a downloaded `model.repo`,
+    else the embedded model."""
+    unknown: Literal["default", "error"] = "default"
+    """A request naming a model the catalog lacks: `default` serves it with the default
+    model (so `gpt-4` works); `error` answers 404 `model_not_found`."""
+    max_loaded: Annotated[int, Meta(ge=1)] = 3
+    """Models resident at once (Ollama's default on a CPU); the least recently used idle
+    one is unloaded to make room."""
+    max_memory: Annotated[int, Meta(ge=0)] | None = None
+    """Bytes the resident models may take, by their estimates (weights + KV cache +
+    compute buffers, read from the GGUF); unset: 70% of physical memory."""
+    keep_alive: Annotated[float, Meta(ge=0)] | None = 300.0
+    """Seconds a model other than the default stays loaded with no requests (Ollama's 5
+    minutes); unset: until evicted."""
+    min_resident: Annotated[float, Meta(ge=0)] = 5.0
+    """Seconds a loaded model is kept before it may be evicted for another one, so that
+    a client alternating among more models than fit waits, rather than the server
+    spending its time loading."""
+    allow_pull: bool = False
+    """Enable `POST /models/pull`, which downloads a GGUF from the Hub into `model.dir`."""
+    entries: list[ModelEntry] = msgspec.field(default_factory=list)
+
+
 class Settings(ConfigModel, frozen=True):
     """All settings, one section per concern."""
 
@@ -229,3 +283,4 @@ class Settings(ConfigModel, frozen=True):
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     responses: ResponseStoreSettings = msgspec.field(default_factory=ResponseStoreSettings)
     speculative: SpeculativeSettings = msgspec.field(default_factory=SpeculativeSettings)
+    models: CatalogSettings = msgspec.field(default_factory=CatalogSettings)

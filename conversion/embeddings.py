@@ -56,7 +56,7 @@ EmbeddingInput = TextOrTokens
 class EmbeddingRequest(WireRequest, kw_only=True):
     input: TextsOrTokens
     model: str | None = None
-    """Accepted and ignored: the server embeds with the one model it serves."""
+    """The catalog model to embed with (an unknown name is the default model)."""
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: Annotated[int, Meta(ge=1)] | None = None
     """Only the model's own embedding size is accepted (see `check_dimensions`)."""

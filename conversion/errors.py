@@ -17,11 +17,13 @@ __all__ = (
     "ContextLengthExceededError",
     "InternalError",
     "InvalidRequestError",
+    "ModelBusyError",
     "ModelLoadFailedError",
     "ModelNotFoundError",
     "ModelNotReadyError",
     "NotFoundError",
     "OpenAIError",
+    "PermissionDeniedError",
     "ServerBusyError",
 )
 
@@ -80,6 +82,14 @@ class AuthenticationError(OpenAIError):
     default_code = "invalid_api_key"
 
 
+class PermissionDeniedError(OpenAIError):
+    """403: a route this server's settings turn off (the openai SDK's
+    `PermissionDeniedError`)."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+
+
 class NotFoundError(OpenAIError):
     status_code = 404
     error_type = "invalid_request_error"
@@ -87,6 +97,14 @@ class NotFoundError(OpenAIError):
 
 class ModelNotFoundError(NotFoundError):
     default_code = "model_not_found"
+
+
+class ModelBusyError(OpenAIError):
+    """409: a model asked to unload while requests are using it."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    default_code = "model_busy"
 
 
 _MOST_RETRY_AFTER = 60.0

@@ -37,6 +37,8 @@ class TokenizeResponse(WireResponse, kw_only=True):
 
 class DetokenizeRequest(WireRequest, kw_only=True):
     tokens: list[Annotated[int, Meta(ge=0)]]
+    model: str | None = None
+    """Whose vocabulary (as in every request, an unknown name is the default model's)."""
 
 
 class DetokenizeResponse(WireResponse, kw_only=True):

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 __all__ = (
     "CompletionTokensDetails",
@@ -81,10 +81,35 @@ class Usage(WireResponse, kw_only=True):
 
 
 class Model(WireResponse, kw_only=True):
+    """OpenAI's model object, with what a server of several models adds (as llama.cpp's
+    router and LM Studio do): whether it is loaded, its other names, its context."""
+
     id: str
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    state: Literal["loaded", "loading", "unloading", "unloaded", "failed"] | UnsetType = UNSET
+    aliases: list[str] | UnsetType = UNSET
+    context_length: int | UnsetType = UNSET
+    """Tokens of context per request (prompt and completion)."""
+    default: bool | UnsetType = UNSET
+    """The model a request that names none, or an unknown one, gets."""
+    error: str | UnsetType = UNSET
+    """Why it failed to load; it is tried again once its file changes."""
+
+
+class ModelAction(WireRequest, kw_only=True):
+    """`POST /models/load` and `/models/unload` (llama.cpp's router has the same)."""
+
+    model: str
+
+
+class PullRequest(WireRequest, kw_only=True):
+    """`POST /models/pull`: a GGUF (or a split one's parts) from a Hub repository."""
+
+    repo: str
+    file: str
+    """A file name or a glob (the quantization, e.g. `*q4_k_m.gguf`)."""
 
 
 class ModelList(WireResponse, kw_only=True):

@@ -132,13 +132,19 @@ class Replica:
                 self.wait_exit()
 
     def metric(self, name: str) -> float:
-        """A counter or gauge of the replica's /metrics (e.g. the engine's
-        `llm_cached_prompt_tokens_total`, its own record of reused prompt tokens)."""
+        """A counter or gauge of the replica's /metrics, over all its models (e.g. the
+        engine's `llm_cached_prompt_tokens_total`, its own record of reused prompt
+        tokens)."""
         text = httpx.get(f"http://{self.address}/metrics").text
-        for line in text.splitlines():
-            if line.startswith(f"{name} "):
-                return float(line.split()[1])
-        raise KeyError(f"{name} is missing from {self.name}'s /metrics")
+        family = name.removesuffix("_total")
+        if f"# TYPE {family} " not in text and f"# TYPE {name} " not in text:
+            raise KeyError(f"{name} is missing from {self.name}'s /metrics")
+        # summed over its labels (request metrics are per model); 0 before any sample
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith((f"{name} ", f"{name}{{"))
+        )
 
 
 @dataclass

@@ -26,6 +26,7 @@ from app.engine.batching import BatchingEngine
 from config import ModelSettings, Settings
 from config.model_source import embedded_model_path, resolve_model
 from config.settings import (
+    CatalogSettings,
     LimitSettings,
     ResponseStoreSettings,
     ServerSettings,
@@ -138,6 +139,7 @@ def model_path() -> Path:
 
 
 _STORE_DIR = tempfile.mkdtemp(prefix="llm-service-test-store-")
+_EMPTY_MODELS_DIR = tempfile.mkdtemp(prefix="llm-service-test-models-")
 """Stored responses of tests that do not choose a folder: never the working directory."""
 
 
@@ -149,11 +151,19 @@ def make_settings(
     responses: dict[str, object] | None = None,
     model: dict[str, object] | None = None,
     speculative: dict[str, object] | None = None,
+    models: dict[str, object] | None = None,
     **server: object,
 ) -> Settings:
     """Test settings; `slots` sets `model.n_parallel` (default: the built-in default),
-    `model` any other model setting."""
-    options: dict[str, object] = {"n_ctx": 1024, "n_threads": TEST_THREADS, **(model or {})}
+    `model` any other model setting, `models` the catalog (`[models]`, entries too).
+    The download folder is an empty one of the session's: a developer's downloads are
+    not in the tests' catalogs."""
+    options: dict[str, object] = {
+        "n_ctx": 1024,
+        "n_threads": TEST_THREADS,
+        "dir": _EMPTY_MODELS_DIR,
+        **(model or {}),
+    }
     model_settings = ModelSettings(path=str(model_path), **options)  # type: ignore[arg-type]
     if slots is not None:
         model_settings = msgspec.structs.replace(model_settings, n_parallel=slots)
@@ -163,6 +173,7 @@ def make_settings(
         limits=LimitSettings(**(limits or {})),  # type: ignore[arg-type]
         responses=ResponseStoreSettings(**{"dir": _STORE_DIR, **(responses or {})}),  # type: ignore[arg-type]
         speculative=SpeculativeSettings(**(speculative or {})),  # type: ignore[arg-type]
+        models=msgspec.convert(models or {}, CatalogSettings),
     )
 
 

@@ -18,9 +18,11 @@ The embedder is made at load and closed by the worker before the model is freed.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +31,7 @@ from typing import Any
 import msgspec
 
 from app.engine.base import ChatPrompt, EngineState
+from app.engine.cpu_turns import CpuTurns
 from app.engine.draft import DraftModel
 from app.engine.embedding import Embedder
 from app.engine.grammar import grammar_for, grammar_for_structure
@@ -55,6 +58,13 @@ __all__ = ("BatchingEngine", "default_threads")
 logger = logging.getLogger("llm_service.engine")
 
 
+def lower_thread_priority() -> None:
+    """Nice the calling thread by 10 on Linux (per-thread there); elsewhere nothing."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
 def default_threads() -> int:
     """All cores on small machines; half of them (≈ physical cores) on bigger ones."""
     cores = os.cpu_count() or 1
@@ -72,8 +82,13 @@ class BatchingEngine:
         queue_size: int,
         queue_tokens: int | None = None,
         speculative: SpeculativeSettings | None = None,
+        turns: CpuTurns | None = None,
     ) -> None:
+        """`turns`: the CPU threads every decode of every loaded model runs on
+        (`cpu_turns`); without it the engine has its own."""
         check_template_settings(settings)
+        self._turns = turns if turns is not None else CpuTurns()
+        self._owns_turns = turns is None
         self._speculative = speculative if speculative is not None else SpeculativeSettings()
         if self._speculative.mode == "draft" and settings.draft_path is None:
             raise SettingsError(
@@ -95,6 +110,8 @@ class BatchingEngine:
         """Set at load; owns the slots and the decode batch, which only the worker touches."""
         self._embedder: Embedder | None = None
         """Set at load when `model.embeddings` is on; its context is made on first use."""
+        self.load_error: str | None = None
+        """Why loading failed (the exception's text), for the requests that waited."""
 
     # --- event-loop side ----------------------------------------------------------------
 
@@ -229,10 +246,10 @@ class BatchingEngine:
 
     def _load(self) -> None:
         threads = self._settings.n_threads or default_threads()
-        model = LoadedModel(str(self._choice.path), self._settings, threads)
+        model = LoadedModel(str(self._choice.path), self._settings, threads, self._turns)
         self._model = model
         if self._settings.embeddings:
-            self._embedder = Embedder(model, self._settings, threads)
+            self._embedder = Embedder(model, self._settings, threads, self._turns)
         draft = None
         if self._speculative.mode == "draft":
             assert self._settings.draft_path is not None
@@ -247,7 +264,9 @@ class BatchingEngine:
                 flash_attn_type=model.flash_attn_type,
             )
         speculative, why = self._resolve_speculation(model)
-        self._decoder = DecodeLoop(model, self._queue, self._settings.n_batch, speculative, draft)
+        self._decoder = DecodeLoop(
+            model, self._queue, self._settings.n_batch, speculative, draft, self._turns
+        )
         # Logged only now: while the model loads (verbose=False), llama-cpp-python points
         # the process's stdout and stderr at /dev/null, and a line logged then is lost.
         # The embedded fallback is a 135M demo model, so that case is a warning.
@@ -302,7 +321,7 @@ class BatchingEngine:
             drift, source = known["drift"], f"; probed before, kept in {cache_file()}"
         else:
             try:
-                drift, source = logit_drift(model), ""
+                drift, source = self._turns.run(lambda: logit_drift(model)), ""
             except Exception:  # only an optimisation: serve without it rather than fail
                 logger.exception("Probing how this model's logits depend on the step failed")
                 return msgspec.structs.replace(spec, mode="off"), "auto; the probe failed"
@@ -317,15 +336,38 @@ class BatchingEngine:
             f"{source}"
         )
 
+    def _load_beside_streams(self) -> None:
+        """`_load` in a thread of lower CPU priority, where the OS allows it (Linux: a
+        thread's own nice value): while other models stream, their decode threads go
+        first and the load takes the time they leave. A separate thread because a
+        priority once lowered cannot be raised again without privileges, and this
+        worker goes on to decode; ggml's thread pool belongs to the thread that first
+        runs a step, so the worker's steps get a pool of normal priority."""
+        failed: list[BaseException] = []
+
+        def load() -> None:
+            lower_thread_priority()
+            try:
+                self._load()
+            except Exception as exc:  # noqa: BLE001 - re-raised in the worker, which logs it
+                failed.append(exc)
+
+        loader = threading.Thread(target=load, name="llm-engine-load", daemon=True)
+        loader.start()
+        loader.join()
+        if failed:
+            raise failed[0]
+
     def _work(self) -> None:
         """Load, run the decode loop until the queue closes, then free the slots, the
         embedder and last the model, whose weights the embedder's context uses."""
         try:
-            self._load()
+            self._load_beside_streams()
             if self._state == "loading":  # not closed meanwhile
                 self._state = "ready"
-        except Exception:
+        except Exception as exc:
             logger.exception("Loading the model from %s failed", self._choice.path)
+            self.load_error = f"{type(exc).__name__}: {exc}"
             self._state = "failed"
         finally:
             self._loaded.set()  # after the state is final: wait_loaded() returns it
@@ -346,3 +388,5 @@ class BatchingEngine:
             if self._model is not None:
                 with self._model_lock:  # state is closed or failed: no new tokenizing
                     self._model.close()
+            if self._owns_turns:
+                self._turns.close()

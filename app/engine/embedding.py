@@ -30,6 +30,7 @@ import llama_cpp
 import numpy as np
 
 from app.engine.batch import set_token
+from app.engine.cpu_turns import CpuTurns
 from app.engine.model import _KV_TYPE, LoadedModel
 from config.settings import ModelSettings
 from conversion.errors import (
@@ -52,7 +53,11 @@ class EmbeddingCancelledError(Exception):
 class Embedder:
     """Embeds token lists one at a time under its own lock; `close()` before the model."""
 
-    def __init__(self, model: LoadedModel, settings: ModelSettings, threads: int) -> None:
+    def __init__(
+        self, model: LoadedModel, settings: ModelSettings, threads: int, turns: CpuTurns
+    ) -> None:
+        """`turns`: the CPU threads every decode runs on (`cpu_turns`)."""
+        self._turns = turns
         self._model = model
         self._settings = settings
         self._threads = threads
@@ -158,7 +163,7 @@ class Embedder:
             batch.n_tokens = len(piece)
             for offset, token in enumerate(piece):  # every state out
                 set_token(batch, offset, token, start + offset, 0, True)
-            status = llama_cpp.llama_decode(ctx, batch)
+            status = self._turns.run(lambda: llama_cpp.llama_decode(ctx, batch))
             states = llama_cpp.llama_get_embeddings(ctx)
             if status != 0 or not states:
                 logger.error("llama_decode failed with status %d while embedding", status)

@@ -16,11 +16,14 @@ from __future__ import annotations
 import ctypes
 import logging
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import llama_cpp
 from llama_cpp._internals import LlamaModel
 
 from app.engine.attention import choose_flash_attn
+from app.engine.cpu_turns import CpuTurns
 from app.engine.measurements import cpu_identity, file_identity
 from app.engine.native import amx_guard_needed, cpu_kernel_paths, system_info
 from app.engine.template import ChatTemplate
@@ -31,13 +34,21 @@ __all__ = ("LoadedModel",)
 
 logger = logging.getLogger("llm_service.engine")
 
+T = TypeVar("T")
 _KV_TYPE = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0}
+
+
+def _now(work: Callable[[], T]) -> T:
+    return work()
 
 
 class LoadedModel:
     """Owns the native model and context; freed by `close()` (worker thread only)."""
 
-    def __init__(self, path: str, settings: ModelSettings, threads: int) -> None:
+    def __init__(
+        self, path: str, settings: ModelSettings, threads: int, turns: CpuTurns | None = None
+    ) -> None:
+        """`turns`: where the start-up measurement of attention decodes (`cpu_turns`)."""
         # llama.cpp logs every tensor and graph at load; keep its errors only, unless
         # the operator asked for debug logs.
         native_log = logging.getLogger("llama-cpp-python")
@@ -67,15 +78,18 @@ class LoadedModel:
         params.n_threads = threads
         params.n_threads_batch = settings.n_threads_batch or threads
         kv_type = _KV_TYPE[settings.kv_cache_type]
-        self.attention = choose_flash_attn(
-            self.model.model,
-            path,
-            settings.flash_attn,
-            threads,
-            kv_type,
-            self.system_info,
-            gpu=settings.n_gpu_layers != 0,
-            batch_invariant=settings.batch_invariant,
+        run = turns.run if turns is not None else _now
+        self.attention = run(
+            lambda: choose_flash_attn(
+                self.model.model,
+                path,
+                settings.flash_attn,
+                threads,
+                kv_type,
+                self.system_info,
+                gpu=settings.n_gpu_layers != 0,
+                batch_invariant=settings.batch_invariant,
+            )
         )
         self.flash_attn_type = self.attention.flash_attn
         params.flash_attn_type = self.flash_attn_type

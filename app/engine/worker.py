@@ -31,6 +31,7 @@ import llama_cpp
 
 from app.engine.batch import set_token
 from app.engine.budget import PromptBudget
+from app.engine.cpu_turns import CpuTurns
 from app.engine.draft import DraftModel
 from app.engine.jobs import JobQueue, JobRecord
 from app.engine.logprobs import token_logprob
@@ -63,10 +64,13 @@ class DecodeLoop:
         n_batch: int,
         speculative: SpeculativeSettings | None = None,
         draft: DraftModel | None = None,
+        turns: CpuTurns | None = None,
     ) -> None:
         """`n_batch` is the configured one, which caps the prompt budget (the model's
         own `n_batch` may be raised to hold a token of every slot). `draft`, the draft
-        model of `speculative.mode = "draft"`, is the loop's to free."""
+        model of `speculative.mode = "draft"`, is the loop's to free. `turns` is shared
+        by the loops of every loaded model."""
+        self._turns = turns if turns is not None else CpuTurns()
         self._speculative = speculative or SpeculativeSettings(mode="off")  # resolved
         self._draft = draft
         self._model = model
@@ -86,7 +90,7 @@ class DecodeLoop:
         while True:
             self._admit()
             if any(slot.job is not None for slot in self._slots):
-                self._step()
+                self._turns.run(self._step)  # on the CPU thread, in turns (cpu_turns)
             elif not self._queue.wait():
                 return
 

@@ -11,12 +11,12 @@ from litestar.params import JSONBody
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK
 
-from app.engine.base import Engine
 from app.errors import ANTHROPIC_EXCEPTION_HANDLERS, error_responses
 from app.metrics import Metrics
+from app.models.registry import ModelRouter
+from app.routes.served import serve
 from app.serving.anthropic import count_tokens, create_message
 from app.sse import StreamingOperation, sse_response
-from config.settings import Settings
 from conversion.anthropic.wire import (
     AnthropicErrorBody,
     CountTokensRequest,
@@ -38,13 +38,13 @@ __all__ = ("count_message_tokens", "messages")
 async def messages(
     request: Request[Any, Any, Any],
     data: JSONBody[MessagesRequest],
-    engine: NamedDependency[Engine],
-    settings: NamedDependency[Settings],
+    models: NamedDependency[ModelRouter],
     metrics: NamedDependency[Metrics],
 ) -> Response[Message] | Stream:
     """Create a message (Anthropic's Messages API), streamed as typed SSE events when
     `stream` is true."""
-    result = await create_message(request, data, engine, settings, metrics)
+    served = await serve(models, request, data.model)
+    result = await create_message(request, data, served.engine, served.settings, metrics)
     if isinstance(result, Message):
         return Response(result, status_code=HTTP_200_OK)
     return sse_response(result)
@@ -57,9 +57,10 @@ async def messages(
     responses=error_responses(400, 401, 413, 500, 503, envelope=AnthropicErrorBody),
 )
 async def count_message_tokens(
+    request: Request[Any, Any, Any],
     data: JSONBody[CountTokensRequest],
-    engine: NamedDependency[Engine],
-    settings: NamedDependency[Settings],
+    models: NamedDependency[ModelRouter],
 ) -> InputTokens:
     """Count the prompt tokens a message request would read."""
-    return await count_tokens(data, engine, settings)
+    served = await serve(models, request, data.model)
+    return await count_tokens(data, served.engine, served.settings)

@@ -10,12 +10,12 @@ from litestar.params import JSONBody
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK
 
-from app.engine.base import Engine
 from app.errors import error_responses
 from app.metrics import Metrics
+from app.models.registry import ModelRouter
+from app.routes.served import serve
 from app.serving.completions import create_completion
 from app.sse import StreamingOperation, sse_response
-from config.settings import Settings
 from conversion.completions.wire import Completion, CompletionRequest
 
 __all__ = ("completions",)
@@ -30,12 +30,12 @@ __all__ = ("completions",)
 async def completions(
     request: Request[Any, Any, Any],
     data: JSONBody[CompletionRequest],
-    engine: NamedDependency[Engine],
-    settings: NamedDependency[Settings],
+    models: NamedDependency[ModelRouter],
     metrics: NamedDependency[Metrics],
 ) -> Response[Completion] | Stream:
     """Create a text completion of a raw prompt (OpenAI's legacy API), SSE when `stream`."""
-    result = await create_completion(request, data, engine, settings, metrics)
+    served = await serve(models, request, data.model)
+    result = await create_completion(request, data, served.engine, served.settings, metrics)
     if isinstance(result, Completion):
         return Response(result, status_code=HTTP_200_OK)
     return sse_response(result)

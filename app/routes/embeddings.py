@@ -9,8 +9,9 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK
 
-from app.engine.base import Engine
 from app.errors import error_responses
+from app.models.registry import ModelRouter
+from app.routes.served import serve
 from app.serving.embeddings import create_embeddings as embed
 from conversion.embeddings import EmbeddingList, EmbeddingRequest
 
@@ -21,8 +22,9 @@ __all__ = ("create_embeddings",)
 async def create_embeddings(
     request: Request[Any, Any, Any],
     data: JSONBody[EmbeddingRequest],
-    engine: NamedDependency[Engine],
+    models: NamedDependency[ModelRouter],
 ) -> EmbeddingList:
     """Embed `input` (OpenAI-compatible) with the served model, mean-pooled and
     normalized to unit length."""
-    return await embed(request, data, engine)
+    served = await serve(models, request, data.model)
+    return await embed(request, data, served.engine)

@@ -12,13 +12,13 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK
 
-from app.engine.base import Engine
 from app.errors import error_responses
 from app.metrics import Metrics
+from app.models.registry import ModelRouter
+from app.routes.served import continued_model, serve
 from app.serving.responses import create_response
 from app.sse import StreamingOperation, sse_response
 from app.store import ResponseStore
-from config.settings import Settings
 from conversion.errors import InvalidRequestError
 from conversion.responses.wire import (
     DeletedResponse,
@@ -39,8 +39,7 @@ __all__ = ("create", "delete_response", "list_input_items", "retrieve")
 async def create(
     request: Request[Any, Any, Any],
     data: JSONBody[ResponsesRequest],
-    engine: NamedDependency[Engine],
-    settings: NamedDependency[Settings],
+    models: NamedDependency[ModelRouter],
     store: NamedDependency[ResponseStore],
     metrics: NamedDependency[Metrics],
 ) -> Response[ResponseObject] | Stream:
@@ -51,7 +50,11 @@ async def create(
     of several replicas records which one stored it, and sends the requests that name
     it (`previous_response_id`, `GET`/`DELETE`) there (see `deploy/haproxy.cfg`).
     `llm-omitted-tools` names the hosted tools left out of what the model saw."""
-    headers, result = await create_response(request, data, engine, settings, store, metrics)
+    name = await continued_model(models, store, data.model, data.previous_response_id)
+    served = await serve(models, request, name)
+    headers, result = await create_response(
+        request, data, served.engine, served.settings, store, metrics
+    )
     if isinstance(result, ResponseObject):
         return Response(result, status_code=HTTP_200_OK, headers=headers)
     return sse_response(result, headers=headers)

@@ -221,8 +221,15 @@ async def test_models_list_and_retrieve(client: Client) -> None:
     listing = (await client.get("/v1/models")).json()
     assert listing["object"] == "list"
     (model,) = listing["data"]
-    assert set(model) == {"id", "object", "created", "owned_by"}
+    assert set(model) == {"id", "object", "created", "owned_by"} | {
+        "state",
+        "aliases",
+        "context_length",
+        "default",
+    }
     assert model["object"] == "model"
+    assert (model["state"], model["aliases"], model["default"]) == ("loaded", [], True)
+    assert model["context_length"] == 1024  # the tests' n_ctx
     assert "/" not in model["id"]
     assert not model["id"].endswith(".gguf")
     one = await client.get(f"/v1/models/{model['id']}")

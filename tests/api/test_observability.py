@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
@@ -55,11 +56,19 @@ async def test_one_log_line_per_request_with_its_numbers_and_no_text(
     assert len(seen.lines) == 1
     (line,) = seen.lines
     assert f"request_id={response.headers['x-request-id']}" in line
-    assert "route=/v1/chat/completions status=200" in line
+    assert f"route=/v1/chat/completions model={reply_model(response, stream)} status=200" in line
     assert re.search(r"prompt_tokens=\d+ cached_tokens=\d+ completion_tokens=[1-3] ", line)
     assert re.search(r"ttft_ms=\d+ duration_ms=\d+ finish_reason=(stop|length) ", line)
     assert line.endswith("client_disconnected=false")
     assert SECRET_PROMPT not in line
+
+
+def reply_model(response: Any, stream: bool) -> str:
+    """The `model` a reply names, streamed or not."""
+    if not stream:
+        return str(response.json()["model"])
+    first = next(line for line in response.text.splitlines() if line.startswith("data: {"))
+    return str(json.loads(first.removeprefix("data: "))["model"])
 
 
 async def test_metrics_count_requests_tokens_and_latencies(
@@ -67,16 +76,19 @@ async def test_metrics_count_requests_tokens_and_latencies(
 ) -> None:
     reply = (await client.post("/v1/chat/completions", json=BODY)).json()
     text = (await client.get("/metrics")).text
-    assert 'llm_requests_total{route="/v1/chat/completions",status="200"} 1.0' in text
-    completion = float(re.search(r"^llm_completion_tokens_total (\S+)$", text, re.M)[1])  # type: ignore[index]
+    model = f'model="{reply["model"]}"'
+    requests = f'llm_requests_total{{{model},route="/v1/chat/completions",status="200"}} 1.0'
+    assert requests in text
+    completion = float(re.search(rf"^llm_completion_tokens_total{{{model}}} (\S+)$", text, re.M)[1])  # type: ignore[index]
     assert completion == reply["usage"]["completion_tokens"]
-    prompt = float(re.search(r"^llm_prompt_tokens_total (\S+)$", text, re.M)[1])  # type: ignore[index]
+    prompt = float(re.search(rf"^llm_prompt_tokens_total{{{model}}} (\S+)$", text, re.M)[1])  # type: ignore[index]
     assert prompt == reply["usage"]["prompt_tokens"]
-    assert "llm_time_to_first_token_seconds_count 1.0" in text
+    assert f"llm_time_to_first_token_seconds_count{{{model}}} 1.0" in text
     assert "llm_inter_token_latency_seconds_bucket" in text
     assert "llm_queue_depth 0.0" in text
     assert "llm_active_generations 0.0" in text
-    load = float(re.search(r"^llm_model_load_seconds (\S+)$", text, re.M)[1])  # type: ignore[index]
+    assert f'llm_model_state{{{model},state="loaded"}} 1.0' in text
+    load = float(re.search(rf"^llm_model_load_seconds{{{model}}} (\S+)$", text, re.M)[1])  # type: ignore[index]
     assert load > 0
 
 
@@ -121,7 +133,8 @@ async def _guesses_are_reported(client: AsyncTestClient[Litestar]) -> None:
     after = (await client.get("/metrics")).text
 
     def count(text: str, name: str) -> float:
-        return float(re.search(rf"^{name} (\S+)$", text, re.M)[1])  # type: ignore[index]
+        """The sum over every model's series (0 before the first sample)."""
+        return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
     drafted = count(after, "llm_draft_tokens_total") - count(before, "llm_draft_tokens_total")
     stood = count(after, "llm_draft_tokens_accepted_total") - count(

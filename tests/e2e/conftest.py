@@ -71,7 +71,7 @@ def serve(
     root = f"http://127.0.0.1:{port}"
     wait_healthy(root, thread.is_alive)
     try:
-        yield LiveServer(root, app.state.engine)
+        yield LiveServer(root, app.state.models.default_engine())
     finally:
         server.should_exit = True
         thread.join(timeout=30)

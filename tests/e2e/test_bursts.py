@@ -91,10 +91,12 @@ def test_a_key_that_floods_the_queue_does_not_hold_up_another(keyed: LiveServer)
 
 
 def _count(metrics: str, name: str) -> float:
-    for line in metrics.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
+    """Summed over the series' labels (request metrics are per model)."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith((name + " ", name + "{"))
+    )
 
 
 def test_every_protocol_queues_and_choices_take_their_places(keyed: LiveServer) -> None:

@@ -29,11 +29,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def app(*args: str) -> subprocess.Popen[str]:
+def app(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "app", "--model-n-threads", str(TEST_THREADS), *args],
         cwd=ROOT,
-        env=clean_env(),
+        env={**clean_env(), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

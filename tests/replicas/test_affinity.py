@@ -20,6 +20,7 @@ from typing import Any
 
 import anthropic
 import httpx
+import openai
 import pytest
 
 from tests.replicas.conftest import Proxy, Replica, openai_client
@@ -237,6 +238,23 @@ def test_requests_spread_over_all_replicas(proxy: Proxy) -> None:
             )
             served.append(raw.headers["llm-replica"])
     assert set(served) == {"replica1", "replica2", "replica3"}
+
+
+def test_the_model_joins_the_affinity_key(proxy: Proxy) -> None:
+    """One key with two model names: each pair keeps its replica, and over several keys
+    the model moves some of them (the key alone would not)."""
+
+    def replica(client: openai.OpenAI, model: str, n: int) -> str:
+        raw = client.completions.with_raw_response.create(
+            model=model, prompt="Hi", max_tokens=1, user=f"model-key-{n}"
+        )
+        return raw.headers["llm-replica"]
+
+    with openai_client(proxy) as client:
+        first = {(m, n): replica(client, m, n) for m in ("model-a", "model-b") for n in range(8)}
+        again = {(m, n): replica(client, m, n) for m in ("model-a", "model-b") for n in range(8)}
+    assert first == again
+    assert any(first["model-a", n] != first["model-b", n] for n in range(8))
 
 
 def test_a_stream_arrives_through_the_proxy_token_by_token(proxy: Proxy) -> None:
