@@ -26,9 +26,8 @@ from litestar.openapi import OpenAPIConfig
 from app.access_log import AccessLog
 from app.auth import api_key_guard, load_api_keys
 from app.engine.base import Engine
-from app.engine.batching import BatchingEngine, default_threads
+from app.engine.batching import BatchingEngine, check_engine_settings, default_threads
 from app.engine.cpu_turns import CpuTurns
-from app.engine.template import check_template_settings
 from app.errors import EXCEPTION_HANDLERS
 from app.metrics import Metrics
 from app.models.registry import EngineFactory, ModelRouter
@@ -66,12 +65,7 @@ def _check_models(catalog: Catalog) -> None:
     draft setting is unusable: engines are only made when a model first loads."""
     for model in catalog.models.values():
         try:
-            check_template_settings(model.settings.model)
-            if model.settings.speculative.mode == "draft" and not model.settings.model.draft_path:
-                raise SettingsError(
-                    "Invalid setting speculative.mode: `draft` needs model.draft_path (the GGUF"
-                    " of a small model with the served model's vocabulary)."
-                )
+            check_engine_settings(model.settings.model, model.settings.speculative)
         except SettingsError as exc:
             if model.origin != "entry":
                 raise

@@ -16,7 +16,8 @@ TTFT, inter-token latency, requests/s, fairness, errors, truncated replies),
 `multiturn` (a growing conversation: TTFT per turn shows prefix reuse), `interference`
 (a long prompt admitted while streams decode: their latency spike), `long` (long
 vs short replies: how speed holds up as the context grows) and `depth` (time to first
-token and decode speed after new prompts of growing size).
+token and decode speed after new prompts of growing size). `switch`, run alone, compares
+ways of serving two models behind one endpoint (`bench_switch`; not in the default set).
 """
 
 from __future__ import annotations
@@ -44,10 +45,12 @@ import bench_edit
 import bench_output
 import bench_report as report
 import bench_scenarios as scenarios
+import bench_switch
 from bench_load import Target, fetch_model_id
 from bench_servers import KNOWN_SERVERS, ROOT, ServerSpec, build_llama_server, start_server
 
-SCENARIOS = ("sweep", "multiturn", "interference", "long", "depth", "edit", "burst")
+SCENARIOS = ("sweep", "multiturn", "interference", "long", "depth", "edit", "burst", "switch")
+DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "switch")
 
 
 def default_model() -> Path | None:
@@ -103,7 +106,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--max-tokens", type=int, default=96, help="sweep: max_tokens per request")
     add("--temperature", type=float, default=0.0, help="0 = greedy: same work everywhere")
     add("--rounds", type=int, default=2, help="rounds; metrics are per-round medians")
-    add("--scenarios", type=name_list(SCENARIOS), default=",".join(SCENARIOS), help="to run")
+    add(
+        "--scenarios",
+        type=name_list(SCENARIOS),
+        default=",".join(DEFAULT_SCENARIOS),
+        help="to run; `switch` only alone",
+    )
     add("--turns", type=int, default=10, help="multiturn: conversation turns")
     add("--turn-tokens", type=int, default=64, help="multiturn: max_tokens per turn")
     add("--interference-prompt-tokens", type=int, default=1000, help="big prompt size")
@@ -120,9 +128,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--loadavg", action=argparse.BooleanOptionalAction, default=True, help="print load")
     add("--out", type=Path, help="writes OUT.json, OUT.png, OUT.md; None: in a temp dir")
     add("--log-dir", type=Path, help="server logs; None: a temp dir")
+    bench_switch.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.model is None or not args.model.is_file():
         parser.error(f"--model: no GGUF at {args.model}")
+    if "switch" in args.scenarios and (len(args.scenarios) > 1 or args.base_url):
+        parser.error("--scenarios switch runs alone and starts its own servers (no --base-url)")
     return args
 
 
@@ -307,6 +318,19 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="llm-service-bench-logs-"))
     model: Path = args.model.resolve()
     print(f"model {model}; server logs in {log_dir}", flush=True)
+    if args.scenarios == ["switch"]:
+        header = {
+            "command": shlex.join(["python", *sys.argv]),
+            "argv": sys.argv,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": machine_info(),
+            "settings": {
+                key: (str(value) if isinstance(value, Path) else value)
+                for key, value in vars(args).items()
+                if key not in ("out", "log_dir")
+            },
+        }
+        return bench_switch.run(args, header, out, log_dir, server_version, sha256)
     document, document_tokens = "", None
     if "interference" in args.scenarios:
         document, document_tokens = scenarios.big_document(args.interference_prompt_tokens, model)

@@ -23,7 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,7 @@ __all__ = (
     "build_llama_server",
     "free_port",
     "llama_server_commands",
+    "server_command",
     "start_server",
 )
 
@@ -158,7 +159,8 @@ def _ours_parallel(slots: int) -> list[str]:
     return []
 
 
-def _command(name: str, spec: ServerSpec, port: int) -> list[str]:
+def server_command(name: str, spec: ServerSpec, port: int) -> list[str]:
+    """The command line that starts server `name` (one of `KNOWN_SERVERS`) on `port`."""
     threads = str(spec.threads)
     if name in ("ours", "ours-nospec", "ours-draft", "ours-by-shape"):
         return [
@@ -242,7 +244,7 @@ def _answers(url: str, missing_ok: bool = False) -> bool:
         return False
 
 
-def _wait_ready(server: RunningServer, timeout: float) -> None:
+def _wait_ready(server: RunningServer, timeout: float, poll: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     url = server.base_url + "/models"
     health = server.base_url.removesuffix("/v1") + "/health"
@@ -251,25 +253,39 @@ def _wait_ready(server: RunningServer, timeout: float) -> None:
             raise RuntimeError(f"{server.name} exited with code {server.process.returncode}")
         if _answers(url) and _answers(health, missing_ok=True):
             return
-        time.sleep(0.2)
+        time.sleep(poll)
     raise RuntimeError(f"{server.name} was not ready within {timeout:.0f}s")
 
 
 @contextlib.contextmanager
-def start_server(name: str, spec: ServerSpec, log_dir: Path) -> Iterator[RunningServer]:
-    """Run one server for the duration of the block; its output goes to `log_dir`."""
+def start_server(
+    name: str,
+    spec: ServerSpec,
+    log_dir: Path,
+    *,
+    command: Callable[[int], list[str]] | None = None,
+    env: Mapping[str, str] | None = None,
+    settle: float = 1.0,
+    poll: float = 0.2,
+) -> Iterator[RunningServer]:
+    """Run one server for the duration of the block; its output goes to `log_dir`.
+
+    `command(port)` replaces `server_command` (for servers outside `KNOWN_SERVERS`), `env`
+    adds variables, `settle` is the pause before the idle memory sample and `poll` the
+    interval of the readiness checks (a benchmark that times start-up wants both short).
+    """
     port = free_port()
-    command = _command(name, spec, port)
+    argv = command(port) if command else server_command(name, spec, port)
     log_dir.mkdir(parents=True, exist_ok=True)
     with (log_dir / f"{name}.log").open("ab") as log:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        process = subprocess.Popen(command, stdout=log, stderr=log, cwd=ROOT, env=env)
+        variables = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        process = subprocess.Popen(argv, stdout=log, stderr=log, cwd=ROOT, env=variables)
         server = RunningServer(name, f"http://127.0.0.1:{port}/v1", process)
         watcher = threading.Thread(target=server._watch, daemon=True)
         try:
             watcher.start()
-            _wait_ready(server, timeout=120)
-            time.sleep(1.0)  # let load-time allocations settle before the idle sample
+            _wait_ready(server, timeout=120, poll=poll)
+            time.sleep(settle)  # let load-time allocations settle before the idle sample
             server.idle_rss = server.sample_rss()
             yield server
         finally:

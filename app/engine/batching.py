@@ -18,11 +18,9 @@ The embedder is made at load and closed by the worker before the model is freed.
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -53,16 +51,20 @@ from conversion.errors import (
 from conversion.families import FALLBACK, Family
 from conversion.generation import GenerationParams, TemplateMessage
 
-__all__ = ("BatchingEngine", "default_threads")
+__all__ = ("BatchingEngine", "check_engine_settings", "default_threads")
 
 logger = logging.getLogger("llm_service.engine")
 
 
-def lower_thread_priority() -> None:
-    """Nice the calling thread by 10 on Linux (per-thread there); elsewhere nothing."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+def check_engine_settings(settings: ModelSettings, speculative: SpeculativeSettings) -> None:
+    """`SettingsError` naming the setting when the template or the draft model setting
+    is unusable: called at start-up for every catalog model, before any loads."""
+    check_template_settings(settings)
+    if speculative.mode == "draft" and settings.draft_path is None:
+        raise SettingsError(
+            "Invalid setting speculative.mode: `draft` needs model.draft_path (the GGUF"
+            " of a small model with the served model's vocabulary)."
+        )
 
 
 def default_threads() -> int:
@@ -86,15 +88,10 @@ class BatchingEngine:
     ) -> None:
         """`turns`: the CPU threads every decode of every loaded model runs on
         (`cpu_turns`); without it the engine has its own."""
-        check_template_settings(settings)
+        self._speculative = speculative if speculative is not None else SpeculativeSettings()
+        check_engine_settings(settings, self._speculative)
         self._turns = turns if turns is not None else CpuTurns()
         self._owns_turns = turns is None
-        self._speculative = speculative if speculative is not None else SpeculativeSettings()
-        if self._speculative.mode == "draft" and settings.draft_path is None:
-            raise SettingsError(
-                "Invalid setting speculative.mode: `draft` needs model.draft_path (the GGUF"
-                " of a small model with the served model's vocabulary)."
-            )
         self.model_id = served_model_id(settings, choice.path)
         self.created = int(choice.path.stat().st_mtime)
         self._choice = choice
@@ -336,33 +333,11 @@ class BatchingEngine:
             f"{source}"
         )
 
-    def _load_beside_streams(self) -> None:
-        """`_load` in a thread of lower CPU priority, where the OS allows it (Linux: a
-        thread's own nice value): while other models stream, their decode threads go
-        first and the load takes the time they leave. A separate thread because a
-        priority once lowered cannot be raised again without privileges, and this
-        worker goes on to decode; ggml's thread pool belongs to the thread that first
-        runs a step, so the worker's steps get a pool of normal priority."""
-        failed: list[BaseException] = []
-
-        def load() -> None:
-            lower_thread_priority()
-            try:
-                self._load()
-            except Exception as exc:  # noqa: BLE001 - re-raised in the worker, which logs it
-                failed.append(exc)
-
-        loader = threading.Thread(target=load, name="llm-engine-load", daemon=True)
-        loader.start()
-        loader.join()
-        if failed:
-            raise failed[0]
-
     def _work(self) -> None:
         """Load, run the decode loop until the queue closes, then free the slots, the
         embedder and last the model, whose weights the embedder's context uses."""
         try:
-            self._load_beside_streams()
+            self._load()
             if self._state == "loading":  # not closed meanwhile
                 self._state = "ready"
         except Exception as exc:

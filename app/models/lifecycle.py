@@ -75,6 +75,7 @@ class Residents:
         for engine in self.engines():
             await anyio.to_thread.run_sync(engine.close)
         self.by_id.clear()
+        self.turns.close()
 
     # --- transitions ----------------------------------------------------------------------
 

@@ -91,6 +91,14 @@ class ModelRouter:
             with contextlib.suppress(ModelLoadFailedError):  # recorded: the server stops
                 self.residents.begin_load(default, [], await self._estimate(default))
         self.residents.spawn(self._expire_idle())
+        self.residents.spawn(anyio.to_thread.run_sync(self._estimate_all))
+
+    def _estimate_all(self) -> None:
+        """Read every catalog model's header now, in a thread: a first load must not do
+        it while other models stream (Gemma 3's 262k vocabulary strings hold the GIL for
+        a while, and every stream's step needs it)."""
+        for model in list(self.catalog.models.values()):
+            self.footprint(model)
 
     async def default_settled(self) -> str:
         """Wait until the default model's first load has ended; its state then."""
