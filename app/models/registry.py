@@ -193,7 +193,7 @@ class ModelRouter:
 
     async def load(self, model_id: str) -> Resident:
         """Load a model as a request for it would (`POST /models/load`)."""
-        model = self.require(model_id)
+        model = await self.require(model_id)
         leases: list[Lease] = []
         await self.acquire_model(model, leases)
         for lease in leases:
@@ -203,7 +203,7 @@ class ModelRouter:
     async def unload(self, model_id: str) -> bool:
         """Unload a model now (`POST /models/unload`); False if it was not loaded, 409
         while requests use it."""
-        model = self.require(model_id)
+        model = await self.require(model_id)
         resident = self.residents.by_id.get(model.id)
         if resident is None or resident.state == "failed":
             if resident is not None:
@@ -220,9 +220,12 @@ class ModelRouter:
         await self.residents.unload(resident, "request")
         return True
 
-    def require(self, model_id: str) -> CatalogModel:
-        """A catalog model by id or alias (admin routes: an unknown one is an error)."""
-        found = self.catalog.find(model_id) or self.rescan().find(model_id)
+    async def require(self, model_id: str) -> CatalogModel:
+        """A catalog model by id or alias (admin routes: an unknown one is an error); a
+        name not found reads the download folder again first, in a thread."""
+        found = self.catalog.find(model_id)
+        if found is None:
+            found = (await anyio.to_thread.run_sync(self.rescan)).find(model_id)
         if found is None:
             raise ModelNotFoundError(
                 f"The model '{model_id}' is not in the catalog.", param="model"

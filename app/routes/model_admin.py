@@ -38,7 +38,7 @@ async def load_model(data: JSONBody[ModelAction], models: NamedDependency[ModelR
 async def unload_model(data: JSONBody[ModelAction], models: NamedDependency[ModelRouter]) -> Model:
     """Unload a model now, freeing its memory; 409 while requests use it. Its next
     request loads it again."""
-    model = models.require(data.model)
+    model = await models.require(data.model)
     await models.unload(model.id)
     return await anyio.to_thread.run_sync(describe, models, model)
 
