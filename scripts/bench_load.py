@@ -122,7 +122,7 @@ async def fetch_model_id(base_url: str) -> str:
 
 
 def _consume(line: str, now: float, result: RequestResult, pieces: list[str]) -> None:
-    """Apply one SSE line to `result`."""
+    """Apply one SSE line (a chat or a text completion chunk) to `result`."""
     if line.startswith("error:"):
         result.inband_error = line[6:].strip()[:300] or "error event"
         return
@@ -142,7 +142,7 @@ def _consume(line: str, now: float, result: RequestResult, pieces: list[str]) ->
     if event.get("error"):
         result.inband_error = json.dumps(event["error"])[:300]
     for choice in (event.get("choices") or [])[:1]:
-        content = (choice.get("delta") or {}).get("content")
+        content = (choice.get("delta") or {}).get("content") or choice.get("text")
         if content:
             result.chunk_times.append(now)
             pieces.append(content)
@@ -205,7 +205,29 @@ async def stream_chat(
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    url = target.base_url + "/chat/completions"
+    return await stream_request(
+        client,
+        target,
+        "/chat/completions",
+        body,
+        client_index=client_index,
+        first_token=first_token,
+    )
+
+
+async def stream_request(
+    client: httpx.AsyncClient,
+    target: Target,
+    path: str,
+    body: dict[str, Any],
+    *,
+    client_index: int = 0,
+    first_token: asyncio.Event | None = None,
+) -> RequestResult:
+    """POST the streamed request `body` to `path` under the target's base URL and time
+    it; a failure is recorded in the result, never raised."""
+    url = target.base_url + path
+    max_tokens = int(body["max_tokens"])
     result = RequestResult(start=time.perf_counter(), max_tokens=max_tokens, client=client_index)
     pieces: list[str] = []
     try:

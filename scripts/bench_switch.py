@@ -48,7 +48,7 @@ from typing import Any
 import bench_output
 import bench_report as report
 import httpx
-from bench_load import RequestResult, Target, make_client
+from bench_load import RequestResult, Target, make_client, stream_request
 from bench_servers import ROOT, RunningServer, ServerSpec, build_llama_server, start_server
 from bench_servers import server_command as _server_command
 from bench_switch_report import SERVERS, ratios, render, summarize, write_markdown
@@ -103,40 +103,6 @@ def _names(text: str) -> list[str]:
 # -- requests -----------------------------------------------------------------------------
 
 
-def _consume(line: str, now: float, result: RequestResult, pieces: list[str]) -> None:
-    """Apply one SSE line of a streamed text completion to `result`."""
-    if not line.startswith("data:"):
-        if line.startswith("error:"):
-            result.inband_error = line[6:].strip()[:300] or "error event"
-        return
-    payload = line[5:].strip()
-    if payload == "[DONE]":
-        result.done = True
-        return
-    try:
-        event: Any = json.loads(payload)
-    except ValueError:
-        result.inband_error = f"unparsable event: {payload[:100]}"
-        return
-    if not isinstance(event, dict):
-        return
-    if event.get("error"):
-        result.inband_error = json.dumps(event["error"])[:300]
-    for choice in (event.get("choices") or [])[:1]:
-        if text := choice.get("text"):
-            result.chunk_times.append(now)
-            pieces.append(text)
-        if choice.get("finish_reason"):
-            result.finish_reason = str(choice["finish_reason"])
-    usage = event.get("usage")
-    if isinstance(usage, dict):
-        if usage.get("completion_tokens") is not None:
-            result.completion_tokens = int(usage["completion_tokens"])
-            result.tokens_source = "usage"
-        if usage.get("prompt_tokens") is not None:
-            result.prompt_tokens = int(usage["prompt_tokens"])
-
-
 async def stream_completion(
     client: httpx.AsyncClient, target: Target, max_tokens: int, client_index: int = 0
 ) -> RequestResult:
@@ -150,37 +116,7 @@ async def stream_completion(
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    result = RequestResult(start=time.perf_counter(), max_tokens=max_tokens, client=client_index)
-    pieces: list[str] = []
-
-    async def send() -> None:
-        async with client.stream("POST", target.base_url + "/completions", json=body) as response:
-            result.responded = True
-            if response.status_code != 200:
-                detail = (await response.aread())[:300].decode(errors="replace")
-                result.error = f"HTTP {response.status_code}: {detail}"
-                return
-            async for line in response.aiter_lines():
-                _consume(line, time.perf_counter(), result, pieces)
-
-    try:
-        async with asyncio.timeout(target.timeout):
-            try:
-                await send()
-            except httpx.RemoteProtocolError:
-                # A keep-alive connection the server had closed (llama-server closes idle
-                # ones after a few seconds): the request never reached it, so resend.
-                if result.responded:
-                    raise
-                result.retried = True
-                await send()
-    except (httpx.HTTPError, httpx.StreamError, TimeoutError, OSError) as exc:
-        result.error = f"{type(exc).__name__}: {exc}".rstrip(": ")
-    result.end = time.perf_counter()
-    result.text = "".join(pieces)
-    if result.completion_tokens is None and result.error is None:
-        result.completion_tokens, result.tokens_source = len(pieces), "chunks"
-    return result
+    return await stream_request(client, target, "/completions", body, client_index=client_index)
 
 
 async def _clients(
