@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from config.loader import SettingsError
+from config.loader import SettingsError, explain_invalid
 from config.model_source import (
     ModelChoice,
     embedded_model_path,
@@ -130,11 +130,7 @@ def _section(base: msgspec.Struct, overrides: dict[str, Any], where: str) -> Any
     try:
         return msgspec.convert({**msgspec.to_builtins(base), **overrides}, type(base), strict=False)
     except msgspec.ValidationError as exc:
-        message, _, at = str(exc).rpartition(" - at `")
-        key = at.rstrip("`").removeprefix("$").lstrip(".") if message else ""
-        message = message or str(exc)
-        if message.startswith("Object contains unknown field `"):
-            key, message = message.split("`")[1], "no such setting"
+        key, message = explain_invalid(exc)
         raise SettingsError(
             f"Invalid setting {where}{'.' + key if key else ''}: {message}"
         ) from exc

@@ -16,7 +16,7 @@ import msgspec
 
 from config.settings import Settings
 
-__all__ = ("ENV_PREFIX", "SettingsError", "env_var_name", "load_settings")
+__all__ = ("ENV_PREFIX", "SettingsError", "env_var_name", "explain_invalid", "load_settings")
 
 ENV_PREFIX = "LLM_SERVICE_"
 CONFIG_FILE_VAR = ENV_PREFIX + "CONFIG"
@@ -104,6 +104,20 @@ def _dotted(path: str) -> str:
     return path.removeprefix("$").lstrip(".")
 
 
+def explain_invalid(exc: msgspec.ValidationError) -> tuple[str, str]:
+    """The dotted name of the bad setting (relative to what was converted; "" when msgspec
+    names none) and what is wrong with it, from msgspec's error."""
+    message, _, where = str(exc).rpartition(" - at `")
+    name = _dotted(where.rstrip("`")) if message else ""
+    if not message:
+        message = str(exc)
+    if message.startswith("Object contains unknown field `"):
+        unknown = message.split("`")[1]
+        name = f"{name}.{unknown}" if name else unknown
+        message = "no such setting"
+    return name, message
+
+
 def load_settings(
     *,
     config_file: str | os.PathLike[str] | None = None,
@@ -131,14 +145,7 @@ def load_settings(
     try:
         return msgspec.convert(merged, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        message, _, where = str(exc).rpartition(" - at `")
-        name = _dotted(where.rstrip("`")) if message else ""
-        if not message:
-            message = str(exc)
-        if message.startswith("Object contains unknown field `"):
-            unknown = message.split("`")[1]
-            name = f"{name}.{unknown}" if name else unknown
-            message = "no such setting"
+        name, message = explain_invalid(exc)
         origin = f" (from {sources[name]})" if name in sources else ""
         label = f"setting {name}" if name else "settings"
         raise SettingsError(f"Invalid {label}{origin}: {message}") from exc

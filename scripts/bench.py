@@ -46,6 +46,7 @@ import bench_output
 import bench_report as report
 import bench_scenarios as scenarios
 import bench_switch
+from bench_args import int_list, name_list
 from bench_load import Target, fetch_model_id
 from bench_servers import KNOWN_SERVERS, ROOT, ServerSpec, build_llama_server, start_server
 
@@ -61,21 +62,6 @@ def default_model() -> Path | None:
         if found:
             return found[0]
     return None
-
-
-def int_list(text: str) -> list[int]:
-    return [int(part) for part in text.split(",") if part.strip()]
-
-
-def name_list(known: tuple[str, ...]) -> Callable[[str], list[str]]:
-    def parse(text: str) -> list[str]:
-        names = [part.strip() for part in text.split(",") if part.strip()]
-        unknown = [name for name in names if name not in known]
-        if unknown:
-            raise argparse.ArgumentTypeError(f"unknown {unknown}; known: {', '.join(known)}")
-        return names
-
-    return parse
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

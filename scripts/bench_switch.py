@@ -48,6 +48,7 @@ from typing import Any
 import bench_output
 import bench_report as report
 import httpx
+from bench_args import int_list, name_list
 from bench_load import RequestResult, Target, make_client, stream_request
 from bench_servers import ROOT, RunningServer, ServerSpec, build_llama_server, start_server
 from bench_servers import server_command as _server_command
@@ -58,7 +59,6 @@ __all__ = ("PROMPT", "SERVERS", "add_arguments", "run", "stream_completion")
 PROMPT = "The numbers from 1 to 1000, separated by commas:\n1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"
 """Greedy, both models count on well past any `max_tokens` used here."""
 GEMMA = ROOT / ".venv" / "models" / "gemma-3-270m-q4_k_m.gguf"
-MIB = 1024 * 1024
 SETTINGS = ("model", "threads", "ctx", "slots", "requests_per_client", "rounds", "timeout")
 """The settings of `bench.py` this scenario uses (besides its own `--switch-*`)."""
 
@@ -71,12 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--switch-chat-format", default="gemma", help="switch: its chat_format (ours)")
     add(
         "--switch-servers",
-        type=_names,
+        type=name_list(SERVERS),
         default=",".join(SERVERS),
         help="switch: which of " + ", ".join(SERVERS),
     )
-    add("--switch-concurrency", type=_ints, default="1,4", help="switch: warm clients")
-    add("--switch-clients", type=_ints, default="2,4", help="switch: alternating clients")
+    add("--switch-concurrency", type=int_list, default="1,4", help="switch: warm clients")
+    add("--switch-clients", type=int_list, default="2,4", help="switch: alternating clients")
     add("--switch-requests", type=int, default=3, help="switch: requests per alternating client")
     add("--switch-tokens", type=int, default=64, help="switch: max_tokens (warm, alternate)")
     add("--switch-cold", type=int, default=4, help="switch: cold switches per round")
@@ -87,17 +87,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="switch: the warm cells again with the other model unloaded (multi-model servers)",
     )
-
-
-def _ints(text: str) -> list[int]:
-    return [int(part) for part in text.split(",") if part.strip()]
-
-
-def _names(text: str) -> list[str]:
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    if unknown := [name for name in names if name not in SERVERS]:
-        raise argparse.ArgumentTypeError(f"unknown {unknown}; known: {', '.join(SERVERS)}")
-    return names
 
 
 # -- requests -----------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import bench_report as report
 
 __all__ = ("METHOD", "SERVERS", "ratios", "render", "summarize", "write_markdown")
 
-MIB = 1024 * 1024
 SERVERS = ("ours-multi", "llama-server-router", "ours-single")
 METHOD = (
     "How (`scripts/bench_switch.py`):",
@@ -216,7 +215,11 @@ def render(doc: dict[str, Any], markdown: bool = False) -> str:
     headers = ["server", "clients", "tok/s", "TTFT p50 ms", "ITL p50 ms", "finish", "errors"]
     sections.append(("Alternating clients: each request for the other model", table(headers, rows)))
     rows = [
-        [name, _f((s.get("loaded_rss") or 0) / MIB), _f((s.get("peak_rss") or 0) / MIB)]
+        [
+            name,
+            _f((s.get("loaded_rss") or 0) / bench_output.MIB),
+            _f((s.get("peak_rss") or 0) / bench_output.MIB),
+        ]
         for name, s in summaries.items()
         if name != "ours-single"
     ]
