@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.engine.base import ChatPrompt, EngineState, Generation
 from app.engine.batching import BatchingEngine
@@ -174,6 +175,17 @@ def make_settings(
         responses=ResponseStoreSettings(**{"dir": _STORE_DIR, **(responses or {})}),  # type: ignore[arg-type]
         speculative=SpeculativeSettings(**(speculative or {})),  # type: ignore[arg-type]
         models=msgspec.convert(models or {}, CatalogSettings),
+    )
+
+
+def metric_total(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples `name` in a /metrics text, over every series or those with
+    `labels` (request metrics are per model); 0 before the first sample."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
     )
 
 

@@ -11,6 +11,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from tests.conftest import metric_total
+
 SECRET_PROMPT = "my secret prompt text"
 BODY = {"messages": [{"role": "user", "content": SECRET_PROMPT}], "max_tokens": 3, "temperature": 0}
 
@@ -131,13 +133,10 @@ async def _guesses_are_reported(client: AsyncTestClient[Litestar]) -> None:
     finally:
         logger.removeHandler(seen)
     after = (await client.get("/metrics")).text
-
-    def count(text: str, name: str) -> float:
-        """The sum over every model's series (0 before the first sample)."""
-        return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
-
-    drafted = count(after, "llm_draft_tokens_total") - count(before, "llm_draft_tokens_total")
-    stood = count(after, "llm_draft_tokens_accepted_total") - count(
+    drafted = metric_total(after, "llm_draft_tokens_total") - metric_total(
+        before, "llm_draft_tokens_total"
+    )
+    stood = metric_total(after, "llm_draft_tokens_accepted_total") - metric_total(
         before, "llm_draft_tokens_accepted_total"
     )
     assert 0 < stood <= drafted

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import EnginePool
+from tests.conftest import EnginePool, metric_total
 from tests.e2e.conftest import LiveServer, serve
 
 SHORT = [{"role": "user", "content": "Say yes."}]
@@ -71,8 +71,8 @@ def test_a_burst_past_the_old_bound_is_served_and_light_routes_stay_fast(
     assert slowest < drained / 3, (slowest, drained)
     after = httpx.get(f"{keyed.root}/metrics").text
     assert (
-        _count(after, "llm_queue_wait_seconds_count")
-        - _count(before, "llm_queue_wait_seconds_count")
+        metric_total(after, "llm_queue_wait_seconds_count")
+        - metric_total(before, "llm_queue_wait_seconds_count")
         >= BURST
     )
     assert 'llm_refused_requests_total{cause="server_busy"}' not in after
@@ -88,15 +88,6 @@ def test_a_key_that_floods_the_queue_does_not_hold_up_another(keyed: LiveServer)
     flood, other = asyncio.run(flood_then_other())
     # the other key's four are served with the next free slots, not after the forty
     assert max(other) < sorted(flood)[-10], (sorted(flood), other)
-
-
-def _count(metrics: str, name: str) -> float:
-    """Summed over the series' labels (request metrics are per model)."""
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith((name + " ", name + "{"))
-    )
 
 
 def test_every_protocol_queues_and_choices_take_their_places(keyed: LiveServer) -> None:

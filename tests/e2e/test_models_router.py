@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import openai
 import psutil  # type: ignore[import-untyped]
 import pytest
 
+from tests.conftest import metric_total
 from tests.e2e.conftest import LiveServer, serve
 
 pytestmark = pytest.mark.e2e
@@ -83,13 +83,7 @@ def _unload(live: LiveServer, model: str) -> None:
 
 
 def _metric(live: LiveServer, name: str, **labels: str) -> float:
-    text = httpx.get(f"{live.root}/metrics").text
-    total = 0.0
-    for line in text.splitlines():
-        match = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
-        if match and all(f'{k}="{v}"' in match[1] for k, v in labels.items()):
-            total += float(match[2])
-    return total
+    return metric_total(httpx.get(f"{live.root}/metrics").text, name, **labels)
 
 
 def _endless(live: LiveServer, model: str) -> dict[str, int]:
