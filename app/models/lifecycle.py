@@ -93,7 +93,7 @@ class Residents:
         resident = Resident(model, engine, 0)
         self.by_id[model.id] = resident
         engine.start()
-        self.spawn(self._settle(resident, None))
+        self.spawn(self._settle_adopted(resident, engine))
 
     def begin_load(self, model: CatalogModel, victims: list[Resident], estimate: int) -> None:
         """Claim the model's place now (later requests wait on it), then unload the
@@ -137,14 +137,17 @@ class Residents:
         async with self._loading:
             before = process_rss()
             engine.start()
-            await anyio.to_thread.run_sync(engine.wait_loaded)
+            state = await anyio.to_thread.run_sync(engine.wait_loaded)
             grown = process_rss() - before
-        await self._settle(resident, grown)
+        self._settle(resident, engine, state, grown)
 
-    async def _settle(self, resident: Resident, grown: int | None) -> None:
-        model, engine = resident.model, resident.engine
-        assert engine is not None
+    async def _settle_adopted(self, resident: Resident, engine: Engine) -> None:
         state = await anyio.to_thread.run_sync(engine.wait_loaded)
+        self._settle(resident, engine, state, None)
+
+    def _settle(self, resident: Resident, engine: Engine, state: str, grown: int | None) -> None:
+        """The load ended in `state`; `grown`: what the process's RSS grew by meanwhile."""
+        model = resident.model
         if state == "ready":
             resident.state = "loaded"
             resident.loaded_at = resident.last_used = time.monotonic()
